@@ -1,0 +1,41 @@
+"""kwaiformers: Kuaishou's OneRec, Klear-Reasoner (GPPO), Keye-VL and E-Tree in the Hugging Face ecosystem.
+
+Importing the package is cheap: public names resolve lazily on first attribute access (see
+``_LAZY_ATTRS``), and the transformers Auto-class registration is deferred until transformers' own
+Auto modules are imported (see :mod:`kwaiformers._registration`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._registration import install_lazy_registration, register_auto_classes
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it. Later issues add their names here (one line each).
+_LAZY_ATTRS: dict[str, str] = {
+    "collect_env": "kwaiformers.utils.env",
+}
+
+__all__ = ["__version__", "register_auto_classes", *_LAZY_ATTRS]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY_ATTRS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kwaiformers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRS))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .utils.env import collect_env  # noqa: F401
+
+install_lazy_registration()

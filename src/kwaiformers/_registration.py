@@ -1,0 +1,182 @@
+"""One place that registers kwaiformers' configs, models and processors with the transformers Auto classes.
+
+Every model folder adds one :class:`AutoRegistration` entry to :data:`AUTO_REGISTRATIONS`.
+
+Registration is *deferred* so that ``import kwaiformers`` stays cheap (no torch import): at import
+time :func:`install_lazy_registration` registers immediately if transformers' Auto modules are
+already loaded, and otherwise installs an import hook that registers right after
+``transformers.models.auto.configuration_auto`` (configs) and
+``transformers.models.auto.modeling_auto`` / ``processing_auto`` (models, processors) finish
+loading. ``kwaiformers.register_auto_classes()`` forces full registration at any time; it is
+idempotent.
+
+Precedence when transformers itself ships a model type we also register (for example a future
+native ``keye``): **transformers' built-in class wins** and ours is skipped with a one-time
+warning, unless the environment variable ``KWAIFORMERS_OVERRIDE_NATIVE=1`` is set, in which case
+ours replaces it (``exist_ok=True``). Import never crashes because of a clash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.util
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AutoRegistration:
+    """What to register for one ``model_type``.
+
+    Attributes:
+        model_type: the ``config.json`` ``model_type`` string (several entries may share classes,
+            e.g. a hub checkpoint's own model_type string next to ours).
+        config: ``"module:ClassName"`` of the ``PretrainedConfig`` subclass.
+        models: mapping from a transformers Auto class name (``"AutoModel"``,
+            ``"AutoModelForCausalLM"``, ``"AutoModelForImageTextToText"``, ...) to
+            ``"module:ClassName"``.
+        processor: optional ``"module:ClassName"`` for ``AutoProcessor``.
+        extra: other Auto classes (``"AutoImageProcessor"``, ``"AutoVideoProcessor"``) ->
+            ``"module:ClassName"``.
+    """
+
+    model_type: str
+    config: str
+    models: dict[str, str] = field(default_factory=dict)
+    processor: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+#: The registry. Model issues append entries here, nowhere else.
+AUTO_REGISTRATIONS: list[AutoRegistration] = []
+
+_lock = threading.RLock()
+_done: set[tuple[str, str]] = set()
+_warned: set[str] = set()
+
+_CONFIG_MODULE = "transformers.models.auto.configuration_auto"
+_MODEL_MODULES = (
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.processing_auto",
+    "transformers.models.auto.image_processing_auto",
+    "transformers.models.auto.video_processing_auto",
+)
+
+
+def _load(path: str):
+    module_name, _, attr = path.partition(":")
+    if not attr:
+        raise ValueError(f"registration path must look like 'module:ClassName', got {path!r}")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _override_native() -> bool:
+    return os.environ.get("KWAIFORMERS_OVERRIDE_NATIVE", "0").lower() in {"1", "true", "yes"}
+
+
+def _register_config(entry: AutoRegistration) -> None:
+    key = ("config", entry.model_type)
+    if key in _done:
+        return
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if entry.model_type in CONFIG_MAPPING_NAMES and not _override_native():
+        if entry.model_type not in _warned:
+            _warned.add(entry.model_type)
+            logger.warning(
+                "transformers ships its own model_type %r; keeping transformers' class "
+                "(set KWAIFORMERS_OVERRIDE_NATIVE=1 to use kwaiformers' instead).",
+                entry.model_type,
+            )
+        _done.add(key)
+        return
+    config_cls = _load(entry.config)
+    AutoConfig.register(entry.model_type, config_cls, exist_ok=True)
+    _done.add(key)
+
+
+def _register_models(entry: AutoRegistration) -> None:
+    key = ("models", entry.model_type)
+    if key in _done:
+        return
+    _register_config(entry)
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    config_cls = CONFIG_MAPPING[entry.model_type]
+    ours = _load(entry.config)
+    if config_cls is not ours:  # transformers' native class kept (see module docstring)
+        _done.add(key)
+        return
+    import transformers
+
+    for auto_name, path in {**entry.models, **entry.extra}.items():
+        auto_cls = getattr(transformers, auto_name)
+        auto_cls.register(config_cls, _load(path), exist_ok=True)
+    if entry.processor is not None:
+        transformers.AutoProcessor.register(config_cls, _load(entry.processor), exist_ok=True)
+    _done.add(key)
+
+
+def register_auto_classes(configs_only: bool = False) -> None:
+    """Register every entry of :data:`AUTO_REGISTRATIONS` with the transformers Auto classes.
+
+    Args:
+        configs_only: register only ``AutoConfig`` (no torch import).
+    """
+    with _lock:
+        for entry in AUTO_REGISTRATIONS:
+            if configs_only:
+                _register_config(entry)
+            else:
+                _register_models(entry)
+
+
+def _safe(configs_only: bool) -> None:
+    try:
+        register_auto_classes(configs_only=configs_only)
+    except Exception as exc:  # registration must never break the user's import of transformers
+        logger.warning("kwaiformers Auto-class registration failed: %r", exc)
+
+
+class _PostImportFinder(importlib.abc.MetaPathFinder):
+    """Runs our registration right after transformers' Auto modules finish executing."""
+
+    def find_spec(self, fullname, path, target=None):  # noqa: D401
+        if fullname != _CONFIG_MODULE and fullname not in _MODEL_MODULES:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        original_exec = loader.exec_module
+
+        def exec_module(module, _orig=original_exec, _name=fullname):
+            _orig(module)
+            _safe(configs_only=_name == _CONFIG_MODULE)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+
+_finder = _PostImportFinder()
+
+
+def install_lazy_registration() -> None:
+    """Register now for what transformers has loaded; hook the rest (called by ``import kwaiformers``)."""
+    if any(name in sys.modules for name in _MODEL_MODULES):
+        _safe(configs_only=False)
+    elif _CONFIG_MODULE in sys.modules:
+        _safe(configs_only=True)
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
