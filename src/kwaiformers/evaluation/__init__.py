@@ -1,0 +1,1 @@
+"""Scoring cores and the shared generation runner behind the ``eval/`` modules and ``kwaiformers eval``."""

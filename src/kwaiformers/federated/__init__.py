@@ -1,0 +1,1 @@
+"""E-Tree: tree-structured decentralised aggregation, KMA clustering and baselines."""

@@ -1,0 +1,1 @@
+"""Model families, one folder each, in transformers' file style (see docs/ARCHITECTURE.md)."""

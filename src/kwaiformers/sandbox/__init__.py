@@ -1,0 +1,1 @@
+"""Executor for untrusted (model-generated) code."""
