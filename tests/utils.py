@@ -124,3 +124,65 @@ def assert_state_dicts_equal(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert sa.keys() == sb.keys(), f"key mismatch: {sorted(set(sa) ^ set(sb))}"
     for key in sa:
         assert torch.equal(sa[key], sb[key]), f"tensor {key!r} differs"
+
+
+#: Rows of the tiny KC-MMBench fixture: hub file name -> (task, [(index, question, answer,
+#: n_images, category)]). Answers follow the published formats.
+KC_MMBENCH_FIXTURE_ROWS: dict[str, tuple[str, list[tuple[str, str, str, int, str]]]] = {
+    "CPV.tsv": ("CPV", [
+        ("0", "这个商品的颜色是什么？", "红色", 1, "颜色"),
+        ("1", "这个商品的材质是什么？", "纯棉", 2, "材质"),
+        ("2", "这个商品的尺码是什么？", "XL", 1, "尺码"),
+    ]),
+    "Video_Topic.tsv": ("Hot_Videos_Aggregation", [
+        ("10", "以下视频是否与第一个视频属于同一个主题？", "是_否_是", 4, ""),
+        ("11", "以下视频是否与第一个视频属于同一个主题？", "否_否", 3, ""),
+    ]),
+    "Video_Order.tsv": ("Collection_Order", [
+        ("20", "请给出这些视频的逻辑顺序。", "2,1,3", 3, ""),
+        ("21", "请给出这些视频的逻辑顺序。", "1,3,2", 3, ""),
+    ]),
+    "PornComment.tsv": ("Pornographic_Comment", [
+        ("30", "这条评论是否包含色情内容？评论：今天天气真好", "否", 1, "comment"),
+        ("31", "这条评论是否包含色情内容？评论：……", "是", 1, "comment"),
+        ("32", "这条评论是否包含色情内容？评论：好看", "否", 2, "video"),
+    ]),
+    "High_like.tsv": ("High_like", [
+        ("40", "这个短视频的点赞率高吗？", "是", 3, ""),
+        ("41", "这个短视频的点赞率高吗？", "否", 3, ""),
+    ]),
+    "SPU.tsv": ("SPU", [
+        ("50", "这两个商品是否是同一款？", "是", 2, "服饰"),
+        ("51", "这两个商品是否是同一款？", "否", 2, "数码"),
+    ]),
+}
+
+
+def make_tiny_kc_mmbench(root, image_size: int = 16) -> str:
+    """Write a tiny KC-MMBench copy in the published layout under ``root``: ``subsets/<hub file>.tsv``
+    (columns ``index, question, answer, image_path, category``; ``image_path`` a single path for
+    one image, a Python-list literal otherwise) and ``images/<task>/<index>_<k>.png`` (generated
+    solid-colour PNGs). Returns ``str(root)``."""
+    import csv
+    import os
+
+    from PIL import Image
+
+    os.makedirs(os.path.join(root, "subsets"), exist_ok=True)
+    for fname, (task, rows) in KC_MMBENCH_FIXTURE_ROWS.items():
+        os.makedirs(os.path.join(root, "images", task), exist_ok=True)
+        with open(os.path.join(root, "subsets", fname), "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f, delimiter="\t")
+            writer.writerow(["index", "question", "answer", "image_path", "category"])
+            for index, question, answer, n_images, category in rows:
+                rels = []
+                for k in range(n_images):
+                    rel = f"{task}/{index}_{k}.png"
+                    colour = ((int(index) * 37 + k * 91) % 256, (k * 53) % 256, 128)
+                    Image.new("RGB", (image_size, image_size), colour).save(
+                        os.path.join(root, "images", rel)
+                    )
+                    rels.append(rel)
+                cell = rels[0] if n_images == 1 else str(rels)
+                writer.writerow([index, question, answer, cell, category])
+    return str(root)

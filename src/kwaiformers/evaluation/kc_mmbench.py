@@ -1,0 +1,763 @@
+"""KC-MMBench (Kwai-Keye/KC-MMbench): loader, prompts and scoring core.
+
+KC-MMBench is the short-video benchmark released with Kwai Keye-VL (arXiv 2507.01949). It has six
+tasks, published as VLMEvalKit TSV files (``subsets/<file>.tsv``) plus an ``images/`` folder; every
+"video" is a list of images and every prompt is multi-image.
+
+===========================  ============================  ======  =========================
+task (canonical name)        hub TSV file                  type    gold answer
+===========================  ============================  ======  =========================
+``CPV``                      ``CPV.tsv``                   VQA     product attribute value
+``Hot_Videos_Aggregation``   ``Video_Topic.tsv``           VQA     ``是_否_..._是``
+``Collection_Order``         ``Video_Order.tsv``           VQA     free text / order
+``Pornographic_Comment``     ``PornComment.tsv``           Y/N     ``是`` / ``否``
+``High_like``                ``High_like.tsv``             Y/N     ``是`` / ``否``
+``SPU``                      ``SPU.tsv``                   Y/N     ``是`` / ``否``
+===========================  ============================  ======  =========================
+
+Scoring (``score_kc_mmbench``) follows the official evaluation code (the VLMEvalKit fork shipped in
+``Kwai-Keye/Keye`` under ``evaluation/KC-MMBench``, classes ``KwaiYORNDataset`` and
+``KwaiVQADataset``):
+
+* **Y/N tasks**: think blocks removed, then ``是``/``否`` token extraction, then ``yes``/``no``,
+  else ``Unknown``; score = ``answer == extracted`` (``Unknown`` is wrong and its rate is
+  reported); accuracy x100 overall and per ``category``/``l2-category``. This is the official
+  *exact-matching* path. The official code can additionally re-ask an OpenAI judge for the
+  ``Unknown`` answers when an API key is set; that matching prompt is not reproduced here, so
+  ``unknown_rate`` bounds the possible difference.
+* **VQA tasks**: the official protocol always uses an LLM judge (``gpt-4o-mini`` by default, 128
+  new tokens, up to 5 tries at temperature ``0.5 * try``) with the official Chinese prompts
+  (:data:`VQA_JUDGE_PROMPT`, :data:`TOPIC_JUDGE_PROMPT`). Pass any :class:`~kwaiformers.evaluation.judges.Judge`
+  (a local transformers chat model or an OpenAI-compatible endpoint). Without a judge, a
+  deterministic **rule** mode is used; it is *not* the paper's metric and every result says which
+  mode produced it (``"mode"``).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import logging
+import math
+import os
+import re
+import sys
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: Hub dataset id (the GitHub README misspells it ``KwaiKeye/KC-MMbench``).
+KC_MMBENCH_REPO_ID = "Kwai-Keye/KC-MMbench"
+#: Default hub revision. No commit of the dataset could be verified offline, so the default is
+#: ``"main"``; pass ``revision=<commit sha>`` to pin it. The commit actually used is always
+#: recorded in the results (``dataset_revision``).
+KC_MMBENCH_REVISION = "main"
+
+YN_TASKS: tuple[str, ...] = ("Pornographic_Comment", "High_like", "SPU")
+VQA_TASKS: tuple[str, ...] = ("CPV", "Hot_Videos_Aggregation", "Collection_Order")
+#: The six tasks in the order of the official table.
+TASKS: tuple[str, ...] = (
+    "CPV",
+    "Hot_Videos_Aggregation",
+    "Collection_Order",
+    "Pornographic_Comment",
+    "High_like",
+    "SPU",
+)
+#: canonical task -> file name on the hub (VLMEvalKit ``DATASET_URL``).
+TASK_FILES: dict[str, str] = {
+    "CPV": "CPV.tsv",
+    "Hot_Videos_Aggregation": "Video_Topic.tsv",
+    "Collection_Order": "Video_Order.tsv",
+    "Pornographic_Comment": "PornComment.tsv",
+    "High_like": "High_like.tsv",
+    "SPU": "SPU.tsv",
+}
+#: Accepted aliases (VLMEvalKit dataset names, the paper's spelling) -> canonical task name.
+TASK_ALIASES: dict[str, str] = {
+    **{t: t for t in TASKS},
+    **{Path(f).stem: t for t, f in TASK_FILES.items()},
+    "High_Like": "High_like",
+    "Porn_Comment": "Pornographic_Comment",
+}
+
+#: Suffix of the Y/N prompts (``KwaiYORNDataset.build_prompt``): "state the conclusion directly,
+#: answer 是 or 否, no extra analysis, 'uncertain' is not allowed".
+YN_PROMPT_SUFFIX = "\n请直接给出结论，回答是或者否，不需要做额外分析，并且不许回答不确定"
+#: Suffix of the VQA prompts (``ImageVQADataset.build_prompt``).
+VQA_PROMPT_SUFFIX = "\nAnswer the question using a single word or phrase."
+
+#: Official judge prompt for CPV and Collection_Order (``build_Kwaivqa_gpt4_prompt``); formatted
+#: with the gold answer and the think-stripped response.
+VQA_JUDGE_PROMPT = (
+    "给你一个标准答案和一个回答，请根据标准答案判断回答是否正确，同时忽略回答中的分析过程中，"
+    "直接对比回答中的结论和标准答案是否一致，标准答案：“{}”。回答：“{}”。"
+    "请以“回答正确”或“回答错误”的格式返回答案。"
+)
+#: Official judge prompt for Hot_Videos_Aggregation (``Topic_eval``); formatted with the
+#: think-stripped response only (the quote marks are reversed in the original, kept verbatim).
+TOPIC_JUDGE_PROMPT = (
+    "这是判断给定的视频列表中的视频是否与第一个视频属于同一个主题的结果，其中可能包含了一些分析，"
+    "请帮我提取出最后的结论.内容为：”{}“。请将答案直接以列表的形式输出，列表的每一项为“是”或者“否”，"
+    "表示对应视频是否与第一个视频属于同一个主题,答案形式为[是，否...是]的格式。"
+)
+#: The judge's verdict string counted as correct (``post_yn_check``).
+JUDGE_CORRECT = "回答正确"
+JUDGE_WRONG = "回答错误"
+
+MODE_YN = "official-exact-match"
+MODE_RULE = "rule (deterministic; not the paper's metric)"
+JUDGE_MODE_PREFIX = "judge:"
+
+
+def canonical_task(name: str) -> str:
+    """Map a task name or alias (``Video_Topic``, ``PornComment``, ...) to its canonical name."""
+    if not isinstance(name, str):
+        raise TypeError(f"task must be a string, got {type(name).__name__}")
+    try:
+        return TASK_ALIASES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown KC-MMBench task {name!r}; expected one of {list(TASKS)} "
+            f"(aliases: {sorted(set(TASK_ALIASES) - set(TASKS))})"
+        ) from None
+
+
+def parse_tasks(tasks: str | Iterable[str] | None) -> list[str]:
+    """``None``/``"all"`` -> all six; a comma-separated string or an iterable -> canonical names."""
+    if tasks is None or tasks == "all":
+        return list(TASKS)
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t.strip()]
+    out = [canonical_task(t.strip()) for t in tasks]
+    if not out:
+        raise ValueError("tasks must name at least one KC-MMBench task")
+    return list(dict.fromkeys(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loader
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KCMMBenchSample:
+    """One KC-MMBench row.
+
+    Attributes:
+        task: canonical task name.
+        index: the row's ``index`` (as a string; the cache key together with ``task``).
+        question: the Chinese question.
+        answer: the gold answer string.
+        image_paths: resolved image files, in prompt order.
+        category / l2_category: optional breakdown columns.
+    """
+
+    task: str
+    index: str
+    question: str
+    answer: str
+    image_paths: list[str]
+    category: str | None = None
+    l2_category: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_yes_no(self) -> bool:
+        return self.task in YN_TASKS
+
+    def prompt_text(self, think: str | None = None) -> str:
+        """The text part of the prompt: question + official suffix (+ ``/think``/``/no_think``)."""
+        return build_prompt_text(self.task, self.question, think=think)
+
+    def messages(
+        self, think: str | None = None, max_frames: int | None = None
+    ) -> list[dict[str, Any]]:
+        """One user turn in transformers' multimodal chat format: one ``image`` item per path, then
+        the text (``ImageBaseDataset.build_prompt`` order)."""
+        paths = subsample_frames(self.image_paths, max_frames)
+        content: list[dict[str, Any]] = [{"type": "image", "path": p} for p in paths]
+        content.append({"type": "text", "text": self.prompt_text(think)})
+        return [{"role": "user", "content": content}]
+
+
+def build_prompt_text(task: str, question: str, think: str | None = None) -> str:
+    """Question + the task's official suffix; ``think`` in {None, "think", "no_think"} appends
+    ``/think`` or ``/no_think`` to the (last) text item as ``KeyeChat.add_think_token`` does."""
+    task = canonical_task(task)
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, got {type(question).__name__}")
+    text = question + (YN_PROMPT_SUFFIX if task in YN_TASKS else VQA_PROMPT_SUFFIX)
+    if think is None or think == "auto":
+        return text
+    if think not in {"think", "no_think"}:
+        raise ValueError(f"think must be None, 'auto', 'think' or 'no_think', got {think!r}")
+    return text + "/" + think
+
+
+def subsample_frames(paths: Sequence[str], max_frames: int | None) -> list[str]:
+    """Keep at most ``max_frames`` images, uniformly spaced, first and last kept. ``None`` keeps all.
+
+    Caution: in Hot_Videos_Aggregation / Collection_Order each image may stand for a different video,
+    so limiting frames changes the task; the default keeps every image (as the official runner)."""
+    paths = list(paths)
+    if max_frames is None or len(paths) <= max_frames:
+        return paths
+    if not isinstance(max_frames, int) or max_frames < 1:
+        raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+    if max_frames == 1:
+        return [paths[0]]
+    step = (len(paths) - 1) / (max_frames - 1)
+    return [paths[round(i * step)] for i in range(max_frames)]
+
+
+def parse_image_path(value: str) -> list[str]:
+    """``image_path`` cell -> list of relative paths (VLMEvalKit ``toliststr``: a Python-list literal
+    or a single path). Parsed with :func:`ast.literal_eval`, never ``eval``."""
+    if not isinstance(value, str):
+        raise TypeError(f"image_path must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise ValueError("image_path is empty")
+    if value.startswith("[") and value.endswith("]"):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as err:
+            raise ValueError(f"image_path {value[:80]!r} is not a valid list literal") from err
+        if not isinstance(parsed, (list, tuple)) or not parsed:
+            raise ValueError(f"image_path {value[:80]!r} must be a non-empty list of paths")
+        return [str(p) for p in parsed]
+    return [value]
+
+
+def _resolve_image(root: Path, tsv_dir: Path, rel: str) -> str:
+    candidates = [Path(rel)] if os.path.isabs(rel) else []
+    candidates += [root / rel, root / "images" / rel, tsv_dir / rel, tsv_dir / "images" / rel]
+    for cand in candidates:
+        if cand.is_file():
+            return str(cand)
+    raise FileNotFoundError(
+        f"image {rel!r} not found under {root} (tried {root / rel}, {root / 'images' / rel}, "
+        f"{tsv_dir / rel})"
+    )
+
+
+def find_task_file(root: str | os.PathLike, task: str) -> Path:
+    """The TSV of ``task`` under ``root``: ``subsets/<hub file>``, ``subsets/<task>.tsv`` or the
+    same names directly in ``root``."""
+    task = canonical_task(task)
+    root = Path(root)
+    names = [TASK_FILES[task], f"{task}.tsv"]
+    for folder in (root / "subsets", root):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    raise FileNotFoundError(
+        f"no TSV for task {task!r} under {root} (looked for subsets/{names[0]} and subsets/{names[1]})"
+    )
+
+
+def read_task_tsv(
+    path: str | os.PathLike,
+    task: str,
+    root: str | os.PathLike | None = None,
+    check_images: bool = True,
+) -> list[KCMMBenchSample]:
+    """Read one task TSV into samples. Required columns: ``index``, ``question``, ``answer``,
+    ``image_path``; optional ``category`` and ``l2-category``; other columns go to ``extra``."""
+    task = canonical_task(task)
+    path = Path(path)
+    root = Path(root) if root is not None else path.parent.parent
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        missing = {"index", "question", "answer", "image_path"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(
+                f"{path}: missing column(s) {sorted(missing)}; expected a KC-MMBench TSV with "
+                "index, question, answer, image_path (and optional category)"
+            )
+        samples = []
+        seen: set[str] = set()
+        for lineno, row in enumerate(reader, start=2):
+            index = (row.get("index") or "").strip()
+            if not index:
+                raise ValueError(f"{path}:{lineno}: empty 'index'")
+            if index in seen:
+                raise ValueError(f"{path}:{lineno}: duplicate index {index!r}")
+            seen.add(index)
+            rel = parse_image_path(row["image_path"] or "")
+            images = (
+                [_resolve_image(root, path.parent, p) for p in rel] if check_images else list(rel)
+            )
+            known = {"index", "question", "answer", "image_path", "category", "l2-category"}
+            samples.append(
+                KCMMBenchSample(
+                    task=task,
+                    index=index,
+                    question=row["question"] or "",
+                    answer=row["answer"] if row["answer"] is not None else "",
+                    image_paths=images,
+                    category=(row.get("category") or None),
+                    l2_category=(row.get("l2-category") or None),
+                    extra={k: v for k, v in row.items() if k not in known and k is not None},
+                )
+            )
+    return samples
+
+
+def download_kc_mmbench(
+    revision: str = KC_MMBENCH_REVISION,
+    repo_id: str = KC_MMBENCH_REPO_ID,
+    cache_dir: str | None = None,
+    tasks: Sequence[str] | None = None,
+) -> tuple[Path, str]:
+    """``huggingface_hub.snapshot_download`` of the dataset (only the requested tasks' TSVs and the
+    images). Returns ``(local_path, commit_sha)``."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["images/**", "README.md"]
+    for task in parse_tasks(tasks):
+        patterns += [f"subsets/{TASK_FILES[task]}", f"subsets/{task}.tsv"]
+    local = Path(
+        snapshot_download(
+            repo_id=repo_id,
+            repo_type="dataset",
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=patterns,
+        )
+    )
+    # snapshots/<commit sha>/ is the folder layout of the hub cache.
+    sha = local.name if re.fullmatch(r"[0-9a-f]{40}", local.name) else revision
+    return local, sha
+
+
+def load_kc_mmbench(
+    path: str | os.PathLike | None = None,
+    tasks: str | Iterable[str] | None = None,
+    revision: str = KC_MMBENCH_REVISION,
+    cache_dir: str | None = None,
+    max_samples: int | None = None,
+    check_images: bool = True,
+) -> dict[str, list[KCMMBenchSample]]:
+    """Load KC-MMBench as ``{task: [samples]}``.
+
+    Args:
+        path: a local copy (folder with ``subsets/`` and ``images/``); ``None`` or the hub id
+            downloads ``Kwai-Keye/KC-MMbench`` at ``revision`` with ``snapshot_download``.
+        tasks: subset of :data:`TASKS` (aliases accepted); ``None`` = all six.
+        max_samples: keep the first N rows per task (smoke tests).
+        check_images: resolve every image path and fail early if one is missing.
+    """
+    names = parse_tasks(tasks)
+    if path is None or str(path) == KC_MMBENCH_REPO_ID:
+        root, _ = download_kc_mmbench(revision=revision, cache_dir=cache_dir, tasks=names)
+    else:
+        root = Path(path)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"KC-MMBench path {str(root)!r} is not a folder; pass a local copy (with subsets/ "
+                f"and images/) or {KC_MMBENCH_REPO_ID!r}"
+            )
+    if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+    out = {}
+    for task in names:
+        samples = read_task_tsv(find_task_file(root, task), task, root=root, check_images=check_images)
+        out[task] = samples[:max_samples] if max_samples else samples
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer post-processing and extraction (official semantics)
+# ---------------------------------------------------------------------------------------------
+
+_THINK_RE = re.compile(r"<think>.*?</think>", flags=re.DOTALL)
+
+
+def remove_think_tags(text: str) -> str:
+    """Delete every ``<think>...</think>`` block (non-greedy, across lines). Nothing else is touched:
+    an unclosed ``<think>`` stays, as in the official code."""
+    return _THINK_RE.sub("", text)
+
+
+def _boxed_tail(text: str, marker: str) -> str:
+    # After the last `marker`, up to its matching close brace (brace depth starts at 1); without a
+    # close brace everything after the marker; `text` unchanged when the scan finds no end. Same
+    # scan as KeyeChat.post_process_func's helper, including its behaviour without a marker.
+    tail = text.split(marker)[-1]
+    depth = 1
+    for i, ch in enumerate(tail):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if depth == 0:
+            return tail[:i]
+    return tail if tail else text
+
+
+def _boxed_or_self(text: str) -> str:
+    # KeyeChat tries r"\boxed{" then "\x08oxed{" (a non-raw "\b" in the original) and keeps the
+    # first extraction whose length differs from the input.
+    for marker in ("\\boxed{", "\x08oxed{"):
+        got = _boxed_tail(text, marker)
+        if len(got) != len(text):
+            return got
+    return text
+
+
+def keye_post_process(prediction: str) -> str:
+    """``KeyeChat.post_process_func``: keep what follows the last ``</analysis>`` and the last
+    ``</think>``; then the last ``<answer>...</answer>`` if present; then ``\\boxed{...}`` content.
+
+    Applied by the official runner at generation time (``post_process=True``), before scoring.
+    """
+    if not isinstance(prediction, str):
+        raise TypeError(f"prediction must be a string, got {type(prediction).__name__}")
+    if "</analysis>" in prediction:
+        prediction = prediction.split("</analysis>")[-1]
+    if "</think>" in prediction:
+        prediction = prediction.split("</think>")[-1].lstrip("\n").strip()
+    if "<answer>" not in prediction:
+        return _boxed_or_self(prediction)
+    answers = re.findall(r"<answer>(.*?)</answer>", prediction, flags=re.DOTALL)
+    if not answers:
+        return prediction
+    return _boxed_or_self(answers[-1])
+
+
+_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
+          "`", ",", "?", "!"]  # fmt: skip
+_COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
+# The original pattern is '(?!<=\d)(\.)(?!\d)': a mistyped look-behind that is really a look-ahead,
+# i.e. "a period not followed by a digit". Kept as is.
+_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
+# The original calls `periodStrip.sub('', text, re.UNICODE)`: re.UNICODE (32) lands in `count`.
+_PERIOD_MAX_SUBS = int(re.UNICODE)
+
+
+def process_punctuation(text: str) -> str:
+    """VLMEvalKit's ``process_punctuation`` (ASCII punctuation only; ``，。！？`` untouched).
+
+    Each listed mark is deleted when it touches a space in the input (or the input has a digit-comma-
+    digit), otherwise replaced by a space; then at most 32 periods not followed by a digit are
+    deleted (the original passes ``re.UNICODE`` as the ``count`` argument)."""
+    out = text
+    glue = _COMMA_BETWEEN_DIGITS.search(text) is not None
+    for p in _PUNCT:
+        if p + " " in text or " " + p in text or glue:
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _PERIOD.sub("", out, count=_PERIOD_MAX_SUBS)
+
+
+def yorn_cn_extraction(output: str) -> str:
+    """``YOrN_cn_Extraction``: ``"是"``, ``"否"`` or ``"Unknown"``.
+
+    Lower-case, :func:`process_punctuation`, whitespace split; ``是`` present and ``否`` absent as a
+    whole token -> 是, the reverse -> 否; otherwise the same test with ``yes``/``no``; otherwise
+    Unknown. Matching is per token, so ``是。`` and ``是的`` are Unknown (counted wrong).
+    (Lower-casing follows VLMEvalKit's English ``YOrN_Extraction``; it does not affect Chinese.)
+    """
+    if not isinstance(output, str):
+        raise TypeError(f"prediction must be a string, got {type(output).__name__}")
+    words = process_punctuation(output.lower()).split()
+    for pos, neg in (("是", "否"), ("yes", "no")):
+        if pos in words and neg not in words:
+            return "是"
+        if neg in words and pos not in words:
+            return "否"
+    return "Unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# VQA: official judge flow and the deterministic rule mode
+# ---------------------------------------------------------------------------------------------
+
+
+def extract_last_bracket(text: str) -> str | None:
+    """Content of the last ``[...]`` (non-greedy, single line) in ``text``; ``None`` if there is none."""
+    matches = re.findall(r"\[(.*?)\]", text)
+    return matches[-1] if matches else None
+
+
+def is_topic_right(gold: Sequence[str], text: str) -> bool:
+    """``is_topic_right``: the 是/否 characters of the last ``[...]`` in ``text`` must equal the gold
+    sequence exactly (in order, none missing, none extra). No bracket -> False."""
+    pred = extract_last_bracket(text)
+    if pred is None:
+        return False
+    marks = [c for c in pred if c in ("是", "否")]
+    wanted = [g for g in gold if g in ("是", "否")]
+    return marks == wanted
+
+
+def vqa_judge_prompt(task: str, answer: str, prediction: str) -> str:
+    """The official judge prompt for one VQA sample (think blocks removed, response stripped)."""
+    task = canonical_task(task)
+    if task not in VQA_TASKS:
+        raise ValueError(f"task {task!r} is not a VQA task ({list(VQA_TASKS)})")
+    response = remove_think_tags(prediction).strip()
+    if task == "Hot_Videos_Aggregation":
+        return TOPIC_JUDGE_PROMPT.format(response)
+    return VQA_JUDGE_PROMPT.format(answer, response)
+
+
+def judge_verdict(task: str, answer: str, judge_output: str) -> bool:
+    """Correct iff ``回答正确`` is in the judge output (CPV, Collection_Order), or the judge's last
+    ``[...]`` list matches the ``_``-split gold (Hot_Videos_Aggregation)."""
+    task = canonical_task(task)
+    if task == "Hot_Videos_Aggregation":
+        return is_topic_right(answer.split("_"), judge_output)
+    return JUDGE_CORRECT in judge_output
+
+
+_STRIP_CHARS = re.compile(r"[\s\"'`“”‘’「」『』《》()（）\[\]{}【】<>,.;:!?，。；：！？、…·~\-_/\\|*#]+")
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, lower-case, remove whitespace and (ASCII + CJK) punctuation."""
+    return _STRIP_CHARS.sub("", unicodedata.normalize("NFKC", text).lower())
+
+
+def _conclusion(prediction: str) -> str:
+    text = keye_post_process(remove_think_tags(prediction)).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def rule_correct(task: str, answer: str, prediction: str) -> bool:
+    """Deterministic VQA check (NOT the paper's metric; the paper uses an LLM judge).
+
+    * CPV: the normalised gold is equal to, or contained in, the normalised last line of the
+      (think-stripped, post-processed) response.
+    * Hot_Videos_Aggregation: :func:`is_topic_right` on the model's own last ``[...]`` list; if the
+      response has no brackets, the 是/否 marks of its last line are compared instead.
+    * Collection_Order: when the gold holds >= 2 integers, the last run of that many integers in the
+      response's last line must equal them; otherwise as CPV.
+    """
+    task = canonical_task(task)
+    if task not in VQA_TASKS:
+        raise ValueError(f"task {task!r} is not a VQA task ({list(VQA_TASKS)})")
+    concl = _conclusion(prediction)
+    if task == "Hot_Videos_Aggregation":
+        gold = answer.split("_")
+        text = remove_think_tags(prediction)
+        if extract_last_bracket(text) is not None:
+            return is_topic_right(gold, text)
+        return is_topic_right(gold, "[" + concl + "]")
+    if task == "Collection_Order":
+        gold_nums = re.findall(r"\d+", answer)
+        if len(gold_nums) >= 2:
+            nums = re.findall(r"\d+", concl)
+            return len(nums) >= len(gold_nums) and nums[-len(gold_nums):] == gold_nums
+    gold_n, pred_n = normalize_text(answer), normalize_text(concl)
+    return bool(gold_n) and (gold_n == pred_n or gold_n in pred_n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+
+def _run_judge(judge: Any, prompt: str, retries: int) -> tuple[str, str | None]:
+    """Up to ``retries`` tries at temperature ``0.5 * i`` (official schedule). Returns the output
+    and, when every try failed, the last error."""
+    error = None
+    for i in range(retries):
+        try:
+            out = judge.generate(prompt, temperature=0.5 * i)
+        except Exception as err:  # noqa: BLE001 - a failing judge must not abort the whole run
+            error = f"{type(err).__name__}: {err}"
+            logger.warning("judge try %d failed: %s", i, error)
+            continue
+        if isinstance(out, str) and out:
+            return out, None
+        error = "empty judge output"
+    return "", error or "no tries"
+
+
+def _mean100(values: Sequence[bool]) -> float:
+    return 100.0 * sum(values) / len(values) if values else float("nan")
+
+
+def _breakdown(flags: Sequence[bool], labels: Sequence[str | None]) -> dict[str, float]:
+    groups: dict[str, list[bool]] = {}
+    for flag, label in zip(flags, labels):
+        if label is None or (isinstance(label, float) and math.isnan(label)) or label == "":
+            continue
+        groups.setdefault(str(label), []).append(flag)
+    return {k: _mean100(groups[k]) for k in sorted(groups)}
+
+
+def _check_column(name: str, values: Sequence[Any] | None, n: int, allow_none: bool) -> list[Any]:
+    if values is None:
+        return [None] * n
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{name} must be a list with one entry per prediction, not a string")
+    values = list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} entries, expected {n} (one per prediction)")
+    for v in values:
+        if not (isinstance(v, str) or (allow_none and v is None)):
+            raise TypeError(f"{name} entries must be strings, got {type(v).__name__}")
+    return values
+
+
+def score_kc_mmbench(
+    predictions: Sequence[str],
+    references: Sequence[str],
+    tasks: Sequence[str],
+    categories: Sequence[str | None] | None = None,
+    l2_categories: Sequence[str | None] | None = None,
+    judge: Any | None = None,
+    vqa_mode: str | None = None,
+    judge_retries: int = 5,
+    post_process: bool = False,
+    return_details: bool = False,
+    progress: bool = True,
+    judge_cache: dict[str, str] | None = None,
+    on_judged: Callable[[str, str], None] | None = None,
+) -> dict[str, Any]:
+    """Score KC-MMBench responses.
+
+    Args:
+        predictions: model responses, one per sample.
+        references: gold answers (``是``/``否`` for Y/N tasks).
+        tasks: task name per sample (canonical or alias).
+        categories / l2_categories: optional per-sample breakdown labels.
+        judge: a :class:`~kwaiformers.evaluation.judges.Judge` for the VQA tasks (official protocol).
+        vqa_mode: ``"judge"`` (requires ``judge``), ``"rule"`` or ``None`` (judge if given, else
+            rule).
+        judge_retries: tries per sample (official: 5, temperature ``0.5 * try``).
+        post_process: apply :func:`keye_post_process` first (the official runner does this at
+            generation time; leave ``False`` when the predictions are already post-processed).
+        return_details: add per-sample ``details``.
+        judge_cache: prompt -> judge output; filled in place, reused to avoid re-asking.
+        on_judged: called with ``(prompt, output)`` after each new judge call (for persistence).
+
+    Returns:
+        ``overall_accuracy`` (unweighted mean of the task accuracies, x100),
+        ``overall_micro_accuracy`` (over samples), ``num_samples``, ``modes`` (task -> mode) and
+        ``tasks`` (task -> ``accuracy``, ``num_samples``, ``num_correct``, ``mode``, ``categories``,
+        and ``num_unknown``/``unknown_rate`` for Y/N or ``judge_failures``/``rule_agreement`` for
+        VQA in judge mode).
+    """
+    if isinstance(predictions, str) or isinstance(references, str) or isinstance(tasks, str):
+        raise TypeError("predictions, references and tasks must be lists (one entry per sample)")
+    predictions = list(predictions)
+    n = len(predictions)
+    for i, p in enumerate(predictions):
+        if not isinstance(p, str):
+            raise TypeError(f"predictions[{i}] must be a string, got {type(p).__name__}")
+    references = _check_column("references", references, n, allow_none=False)
+    task_names = [canonical_task(t) for t in _check_column("tasks", tasks, n, allow_none=False)]
+    cats = _check_column("categories", categories, n, allow_none=True)
+    l2s = _check_column("l2_categories", l2_categories, n, allow_none=True)
+    if n == 0:
+        raise ValueError("predictions is empty")
+    if vqa_mode not in (None, "judge", "rule"):
+        raise ValueError(f"vqa_mode must be None, 'judge' or 'rule', got {vqa_mode!r}")
+    if vqa_mode == "judge" and judge is None:
+        raise ValueError("vqa_mode='judge' needs a judge (see kwaiformers.evaluation.judges)")
+    if judge is not None and not callable(getattr(judge, "generate", None)):
+        raise TypeError("judge must have a generate(prompt, temperature=...) -> str method")
+    if not isinstance(judge_retries, int) or judge_retries < 1:
+        raise ValueError(f"judge_retries must be a positive integer, got {judge_retries!r}")
+    use_judge = judge is not None and vqa_mode != "rule"
+    judge_name = getattr(judge, "name", type(judge).__name__) if use_judge else None
+    cache = judge_cache if judge_cache is not None else {}
+
+    if post_process:
+        predictions = [keye_post_process(p) for p in predictions]
+
+    n_vqa = sum(t in VQA_TASKS for t in task_names)
+    bar = None
+    if use_judge and n_vqa and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_vqa, desc=f"KC-MMBench judge ({judge_name})", unit="sample")
+
+    details: list[dict[str, Any]] = []
+    for pred, ref, task in zip(predictions, references, task_names):
+        row: dict[str, Any] = {"task": task}
+        if task in YN_TASKS:
+            if ref not in ("是", "否"):
+                warnings.warn(
+                    f"{task} reference {ref!r} is not 是/否; it can never match", stacklevel=2
+                )
+            extracted = yorn_cn_extraction(remove_think_tags(pred))
+            row.update(extracted=extracted, correct=(ref == extracted))
+        elif use_judge:
+            prompt = vqa_judge_prompt(task, ref, pred)
+            output, error = (cache[prompt], None) if prompt in cache else _run_judge(
+                judge, prompt, judge_retries
+            )
+            if error is None and prompt not in cache:
+                cache[prompt] = output
+                if on_judged is not None:
+                    on_judged(prompt, output)
+            row.update(
+                judge_output=output,
+                judge_error=error,
+                correct=judge_verdict(task, ref, output) if error is None else False,
+                rule_correct=rule_correct(task, ref, pred),
+            )
+            if bar is not None:
+                bar.update(1)
+        else:
+            row.update(correct=rule_correct(task, ref, pred))
+        details.append(row)
+    if bar is not None:
+        bar.close()
+
+    per_task: dict[str, dict[str, Any]] = {}
+    for task in dict.fromkeys(task_names):
+        ids = [i for i, t in enumerate(task_names) if t == task]
+        flags = [details[i]["correct"] for i in ids]
+        if task in YN_TASKS:
+            mode = MODE_YN
+        else:
+            mode = JUDGE_MODE_PREFIX + str(judge_name) if use_judge else MODE_RULE
+        entry: dict[str, Any] = {
+            "accuracy": _mean100(flags),
+            "num_samples": len(ids),
+            "num_correct": int(sum(flags)),
+            "mode": mode,
+            "categories": _breakdown(flags, [cats[i] for i in ids]),
+        }
+        l2 = _breakdown(flags, [l2s[i] for i in ids])
+        if l2:
+            entry["l2_categories"] = l2
+        if task in YN_TASKS:
+            unknown = sum(details[i]["extracted"] == "Unknown" for i in ids)
+            entry.update(num_unknown=unknown, unknown_rate=100.0 * unknown / len(ids))
+        elif use_judge:
+            entry["judge_failures"] = sum(details[i]["judge_error"] is not None for i in ids)
+            agree = [details[i]["rule_correct"] == details[i]["correct"] for i in ids]
+            entry["rule_agreement"] = _mean100(agree)
+            entry["rule_accuracy"] = _mean100([details[i]["rule_correct"] for i in ids])
+        per_task[task] = entry
+
+    ordered = {t: per_task[t] for t in TASKS if t in per_task}
+    accs = [e["accuracy"] for e in ordered.values()]
+    all_flags = [d["correct"] for d in details]
+    result: dict[str, Any] = {
+        "overall_accuracy": sum(accs) / len(accs),
+        "overall_micro_accuracy": _mean100(all_flags),
+        "num_samples": n,
+        "modes": {t: e["mode"] for t, e in ordered.items()},
+        "vqa_mode": ("judge" if use_judge else "rule") if n_vqa else None,
+        "tasks": ordered,
+    }
+    if return_details:
+        result["details"] = details
+    return result
