@@ -1,1 +1,54 @@
-"""E-Tree: tree-structured decentralised aggregation, KMA clustering and baselines."""
+"""E-Tree: tree-structured decentralised aggregation, KMA clustering and baselines.
+
+Names resolve lazily (this package must not import torch on ``import kwaiformers.federated``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "Group": "tree",
+    "TreeSpec": "tree",
+    "block_placement": "tree",
+    "partition": "partition",
+    "label_histograms": "partition",
+    "kma": "kma",
+    "KMAResult": "kma",
+    "all_pairs_min_delay": "kma",
+    "random_geometric_delays": "kma",
+    "select_public_nodes": "kma",
+    "medoid": "kma",
+    "ETreeAverager": "averagers",
+    "FedAvgAverager": "averagers",
+    "GossipAverager": "averagers",
+    "GroupedAverager": "averagers",
+    "IndividualTraining": "averagers",
+    "DeviceFailure": "averagers",
+    "flatten_model": "averagers",
+    "load_flat": "averagers",
+    "ETreeCallback": "callbacks",
+    "register_checkpoint_hooks": "checkpoint",
+    "save_device_states": "checkpoint",
+    "load_device_states": "checkpoint",
+    "ETreeRecipeConfig": "recipe",
+    "run_recipe": "recipe",
+    "check_launch": "launch",
+    "launch_local": "launch",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'kwaiformers.federated' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
