@@ -17,6 +17,12 @@ __version__ = "0.1.0"
 # public name -> module that defines it. Later issues add their names here (one line each).
 _LAZY_ATTRS: dict[str, str] = {
     "collect_env": "kwaiformers.utils.env",
+    "SemanticIdTokenizer": "kwaiformers.models.onerec.semantic_ids",
+    "SemanticIdIndex": "kwaiformers.models.onerec.semantic_ids",
+    "duration_aware_advantages": "kwaiformers.rewards.dars",
+    "DARSConfig": "kwaiformers.rewards.dars",
+    "PScoreConfig": "kwaiformers.rewards.configuration_pscore",
+    "PScoreModel": "kwaiformers.rewards.modeling_pscore",
 }
 
 __all__ = ["__version__", "register_auto_classes", *_LAZY_ATTRS]

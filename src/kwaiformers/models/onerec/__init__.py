@@ -1,0 +1,1 @@
+"""OneRec (V1) models, semantic-ID item tokenizer and item index (see docs/recommendation.md)."""
