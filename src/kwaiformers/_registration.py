@@ -54,7 +54,13 @@ class AutoRegistration:
 
 
 #: The registry. Model issues append entries here, nowhere else.
-AUTO_REGISTRATIONS: list[AutoRegistration] = []
+AUTO_REGISTRATIONS: list[AutoRegistration] = [
+    AutoRegistration(
+        model_type="onerec_pscore",
+        config="kwaiformers.rewards.configuration_pscore:PScoreConfig",
+        models={"AutoModel": "kwaiformers.rewards.modeling_pscore:PScoreModel"},
+    ),
+]
 
 _lock = threading.RLock()
 _done: set[tuple[str, str]] = set()

@@ -1,1 +1,38 @@
-"""Reward functions and reward models (usable by any TRL trainer where they are text rewards)."""
+"""Reward functions and reward models (usable by any TRL trainer where they are text rewards).
+
+Names resolve lazily (no torch import on ``import kwaiformers.rewards``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> defining module (one line each)
+_LAZY: dict[str, str] = {
+    "DARSConfig": "kwaiformers.rewards.dars",
+    "DARSOutput": "kwaiformers.rewards.dars",
+    "duration_aware_advantages": "kwaiformers.rewards.dars",
+    "play_time_percentiles": "kwaiformers.rewards.dars",
+    "negatives_from_labels": "kwaiformers.rewards.dars",
+    "format_reward_advantages": "kwaiformers.rewards.format_reward",
+    "legality_rate": "kwaiformers.rewards.format_reward",
+    "PScoreConfig": "kwaiformers.rewards.configuration_pscore",
+    "PScoreModel": "kwaiformers.rewards.modeling_pscore",
+    "pscore_labels_from_batch": "kwaiformers.rewards.modeling_pscore",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kwaiformers.rewards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -7,9 +7,11 @@ here; nothing else defines a loss.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__: list[str] = ["gppo_per_token_loss"]
+__all__: list[str] = ["ecpo_loss", "gbpo_loss", "gppo_per_token_loss"]
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:
@@ -22,6 +24,158 @@ def _check_same_shape(**tensors: torch.Tensor) -> None:
             shape = value.shape
         elif value.shape != shape:
             raise ValueError(f"{name} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+
+
+# --------------------------------------------------------------------------------------------
+# OneRec preference alignment (ECPO: OneRec Technical Report §2.4.1; GBPO: OneRec-V2 §3.1.2)
+# --------------------------------------------------------------------------------------------
+#
+# Probability granularity. ``logps`` may be *item-level* (default, one value per sample: the sum
+# of the per-level log-probabilities, i.e. log of the product of the code probabilities
+# pi(o|u) = prod_j pi(s^j | u, s^<j)), or *token-level* (one value per semantic-ID level,
+# ``logps`` of shape ``[..., L]`` with ``advantages`` of shape ``[...]`` broadcast over ``L``;
+# average the returned per-token loss over the last dimension to get a per-sample loss). Both
+# losses are element-wise, so the same function serves both granularities.
+
+
+def _onerec_inputs(
+    logps: torch.Tensor, old_logps: torch.Tensor | None, advantages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ECPO/GBPO inputs; return (old log-probs with NaN -> sg(logps), broadcast advantages)."""
+    if not isinstance(logps, torch.Tensor):
+        raise TypeError(f"logps must be a torch.Tensor, got {type(logps).__name__}")
+    if not isinstance(advantages, torch.Tensor):
+        raise TypeError(f"advantages must be a torch.Tensor, got {type(advantages).__name__}")
+    if not logps.is_floating_point():
+        raise TypeError(f"logps must be a floating tensor, got {logps.dtype}")
+    if logps.dim() == 0:
+        raise ValueError("logps must have at least one (sample) dimension, got a 0-dim tensor")
+    if advantages.shape != logps.shape:
+        if advantages.shape != logps.shape[: advantages.dim()]:
+            raise ValueError(
+                f"advantages has shape {tuple(advantages.shape)}; expected {tuple(logps.shape)} or a "
+                f"leading prefix of it (per-sample advantages for token-level logps)"
+            )
+        advantages = advantages.reshape(*advantages.shape, *([1] * (logps.dim() - advantages.dim())))
+    if torch.isnan(advantages).any():
+        raise ValueError("advantages contains NaN (drop or zero those samples before the loss)")
+    if torch.isnan(logps).any() or (logps > 1e-4).any():
+        raise ValueError("logps must be log-probabilities (finite-or--inf values <= 0), got NaN or > 0")
+    sg = logps.detach()
+    if old_logps is None:
+        old = sg
+    else:
+        if not isinstance(old_logps, torch.Tensor):
+            raise TypeError(f"old_logps must be a torch.Tensor or None, got {type(old_logps).__name__}")
+        if old_logps.shape != logps.shape:
+            raise ValueError(
+                f"old_logps has shape {tuple(old_logps.shape)}, expected {tuple(logps.shape)}"
+            )
+        old_logps = old_logps.detach().to(logps.dtype)
+        old = torch.where(torch.isnan(old_logps), sg, old_logps)
+    return old, advantages.to(logps.dtype)
+
+
+def ecpo_loss(
+    *,
+    logps: torch.Tensor,
+    old_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    epsilon: float = 0.2,
+    delta: float = 0.1,
+    return_info: bool = False,
+):
+    r"""Early-Clipped GRPO loss (OneRec TR §2.4.1, restated as a loss in OneRec-V2 §3.1.2).
+
+    .. math::
+        \pi'_{old} = \max\big(\mathrm{sg}(\pi_\theta)/(1+\epsilon+\delta),\ \pi_{old}\big),\quad
+        r = \pi_\theta/\pi'_{old},\quad
+        \ell = -\min\big(r A,\ \mathrm{clip}(r, 1-\epsilon, 1+\epsilon) A\big)
+
+    computed in log space. The early clip caps the effective ratio at ``1+epsilon+delta`` so a
+    negative-advantage sample whose probability collapsed keeps a bounded, non-zero gradient.
+
+    Args:
+        logps: log pi_theta(o|u), differentiable. Item-level ``[N]`` (sum over the semantic-ID
+            levels, the default) or token-level ``[N, L]`` (see the module note).
+        old_logps: log pi_old(o|u) of the policy that produced the sample, same shape as
+            ``logps``; ``None`` or ``NaN`` entries mean "not logged" and use ``sg(logps)``.
+        advantages: ``[N]`` (broadcast over trailing dims) or the shape of ``logps``.
+        epsilon: PPO clip range (TRL's ``epsilon``; not given by the paper, default 0.2).
+        delta: early-clip margin (the TR uses 0.1), must be > 0.
+        return_info: also return a dict of boolean masks ``clipped_low`` / ``clipped_high``
+            (where the PPO clip removed the gradient, TRL's ``clip_ratio/*`` semantics) and
+            ``early_clipped`` (where the ``sg(pi)/(1+eps+delta)`` term won the max).
+
+    Returns:
+        The per-sample (or per-token) loss, same shape as ``logps`` (and the info dict).
+    """
+    if not epsilon > 0 or not delta > 0:
+        raise ValueError(f"epsilon and delta must be > 0, got epsilon={epsilon}, delta={delta}")
+    old, adv = _onerec_inputs(logps, old_logps, advantages)
+    early = logps.detach() - math.log1p(epsilon + delta)
+    old_prime = torch.maximum(early, old)
+    ratio = torch.exp(logps - old_prime)
+    clipped = torch.clamp(ratio, 1.0 - epsilon, 1.0 + epsilon)
+    loss = -torch.minimum(ratio * adv, clipped * adv)
+    if not return_info:
+        return loss
+    with torch.no_grad():
+        info = {
+            "clipped_low": (ratio < 1.0 - epsilon) & (adv < 0),
+            "clipped_high": (ratio > 1.0 + epsilon) & (adv > 0),
+            "early_clipped": early > old,
+            "ratio": ratio.detach(),
+        }
+    return loss, info
+
+
+def gbpo_loss(
+    *,
+    logps: torch.Tensor,
+    old_logps: torch.Tensor | None,
+    advantages: torch.Tensor,
+    min_denominator: float = 1e-12,
+    return_info: bool = False,
+):
+    r"""Gradient-Bounded Policy Optimization loss (OneRec-V2 §3.1.2, the abstract's "Adaptive
+    Ratio Clipping").
+
+    .. math::
+        \ell = -A\,\frac{\pi_\theta}{\pi'_{old}},\qquad
+        \pi'_{old} = \begin{cases}\max(\pi_{old},\ \mathrm{sg}(\pi_\theta)) & A \ge 0\\
+                                   \max(\pi_{old},\ 1-\mathrm{sg}(\pi_\theta)) & A < 0\end{cases}
+
+    No ratio clipping (no sample's gradient is discarded); the dynamic denominator bounds the
+    gradient by the BCE gradient: ``|A| grad(pi) / max(pi_old, 1 - pi)`` for negatives instead of
+    plain policy gradient's ``|A| grad(pi) / pi``, which explodes as ``pi -> 0``.
+
+    Args:
+        logps: log pi_theta(o|u), differentiable; item-level ``[N]`` (default) or token-level
+            ``[N, L]`` (see the module note).
+        old_logps: log of the logged generation probability, same shape; ``None``/``NaN`` means
+            not logged (legacy-pipeline exposures) and uses ``sg(pi_theta)``.
+        advantages: ``[N]`` or the shape of ``logps`` (e.g. DARS advantages in {-1, 0, +1}).
+        min_denominator: floor on the denominator (guards ``pi_old = 0`` with ``pi = 1``).
+        return_info: also return ``{"bound_active": mask}``: where the ``sg(pi)`` (A >= 0) or
+            ``1 - sg(pi)`` (A < 0) term strictly exceeds ``pi_old`` (with ``pi_old`` missing,
+            this is ``pi < 0.5`` on negatives and never on positives).
+
+    Returns:
+        The per-sample (or per-token) loss, same shape as ``logps`` (and the info dict).
+    """
+    old, adv = _onerec_inputs(logps, old_logps, advantages)
+    sg = logps.detach()
+    # log(1 - pi), computed stably; -inf when pi == 1
+    log1m = torch.where(sg > -0.6931, torch.log(-torch.expm1(sg)), torch.log1p(-torch.exp(sg)))
+    dynamic = torch.where(adv >= 0, sg, log1m)
+    log_den = torch.clamp(torch.maximum(old, dynamic), min=math.log(min_denominator))
+    loss = -adv * torch.exp(logps - log_den)
+    if not return_info:
+        return loss
+    with torch.no_grad():
+        info = {"bound_active": dynamic > old, "ratio": torch.exp(logps - log_den).detach()}
+    return loss, info
 
 
 # --------------------------------------------------------------------------------------------
