@@ -16,7 +16,7 @@ class PScoreConfig(PretrainedConfig):
 
     Args:
         num_levels: semantic-ID levels ``L``.
-        codebook_size: codes per level ``K``.
+        codebook_size: codes per level ``K`` (an int, or one size per level).
         user_feature_vocab_sizes: vocabulary size of each categorical ``user_static`` column.
         num_continuous_features: ``F_c`` of ``*_feats`` (``len(CONTINUOUS_FEATURES)``).
         num_feedback_labels: ``F_b`` of ``*_labels`` (``len(FEEDBACK_LABELS)``).
@@ -39,7 +39,7 @@ class PScoreConfig(PretrainedConfig):
     def __init__(
         self,
         num_levels: int = 3,
-        codebook_size: int = 256,
+        codebook_size: int | Sequence[int] = 256,
         user_feature_vocab_sizes: Sequence[int] = (),
         num_continuous_features: int = 4,
         num_feedback_labels: int = 7,
@@ -65,10 +65,17 @@ class PScoreConfig(PretrainedConfig):
         unknown = [o for o in negative_objectives if o not in objectives]
         if unknown:
             raise ValueError(f"negative_objectives {unknown} are not in objectives {objectives}")
-        if num_levels < 1 or codebook_size < 1:
-            raise ValueError("num_levels and codebook_size must be >= 1")
+        sizes = [int(codebook_size)] * int(num_levels) if isinstance(codebook_size, int) else [
+            int(k) for k in codebook_size
+        ]
+        if num_levels < 1 or len(sizes) != num_levels or min(sizes) < 1:
+            raise ValueError(
+                f"PScoreConfig needs num_levels >= 1 and codebook_size an int >= 1 or {num_levels} "
+                f"sizes >= 1, got num_levels={num_levels}, codebook_size={codebook_size}"
+            )
         self.num_levels = int(num_levels)
-        self.codebook_size = int(codebook_size)
+        self.codebook_size = codebook_size if isinstance(codebook_size, int) else sizes
+
         self.user_feature_vocab_sizes = [int(v) for v in user_feature_vocab_sizes]
         self.num_continuous_features = int(num_continuous_features)
         self.num_feedback_labels = int(num_feedback_labels)
@@ -80,3 +87,9 @@ class PScoreConfig(PretrainedConfig):
         self.tower_loss_weight = float(tower_loss_weight)
         self.long_view_seconds = float(long_view_seconds)
         super().__init__(**kwargs)
+
+    @property
+    def level_sizes(self) -> list[int]:
+        """Codes per level."""
+        k = self.codebook_size
+        return [int(k)] * self.num_levels if isinstance(k, int) else [int(v) for v in k]

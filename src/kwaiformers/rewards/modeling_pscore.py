@@ -107,7 +107,7 @@ class PScoreModel(PScorePreTrainedModel):
     def __init__(self, config: PScoreConfig):
         super().__init__(config)
         h, ht = config.hidden_size, config.tower_hidden_size
-        self.code_embed = nn.Embedding(config.num_levels * config.codebook_size + 1, h)
+        self.code_embed = nn.Embedding(sum(config.level_sizes) + 1, h)
         self.user_embeds = nn.ModuleList(nn.Embedding(v, h) for v in config.user_feature_vocab_sizes)
         self.feat_proj = nn.Linear(config.num_continuous_features, h)
         self.label_proj = nn.Linear(config.num_feedback_labels, h)
@@ -128,10 +128,12 @@ class PScoreModel(PScorePreTrainedModel):
         cfg = self.config
         if sids.shape[-1] != cfg.num_levels:
             raise ValueError(f"sids have {sids.shape[-1]} levels, expected {cfg.num_levels}")
-        if (sids >= cfg.codebook_size).any():
-            raise ValueError(f"sids contain codes >= codebook_size ({cfg.codebook_size})")
-        offsets = torch.arange(cfg.num_levels, device=sids.device) * cfg.codebook_size
-        idx = torch.where(sids < 0, cfg.num_levels * cfg.codebook_size, sids + offsets)
+        sizes = torch.tensor(cfg.level_sizes, device=sids.device)
+        if (sids >= sizes).any():
+            raise ValueError(f"sids contain codes >= the level's codebook size {cfg.level_sizes}")
+        offsets = torch.cumsum(sizes, 0) - sizes
+        pad = int(sizes.sum())
+        idx = torch.where(sids < 0, torch.full_like(sids, pad), sids + offsets)
         return self.code_embed(idx).sum(-2)
 
     def _history(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
