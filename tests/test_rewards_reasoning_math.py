@@ -74,3 +74,43 @@ def test_score_off_main_thread_and_batch():
     assert [s.correct for s in scores] == [True, False]
     with pytest.raises(ValueError, match="same length"):
         score_responses(["a"], ["1", "2"])
+
+
+def test_klear_math_reward_values():
+    from kwaiformers.rewards.math_reward import KlearMathReward, klear_math_reward
+
+    completions = [
+        "<think>12+30</think> \\boxed{42}",  # correct
+        "<think>hmm</think> \\boxed{41}",  # wrong
+        "<think>never ends 42",  # missing </think>
+        "no start</think> 42",  # missing <think>
+    ]
+    metrics = {}
+    rewards = klear_math_reward(
+        prompts=["q"] * 4, completions=completions, answer=["42"] * 4,
+        log_metric=lambda name, value: metrics.__setitem__(name, value),
+    )
+    assert rewards == [1.0, -1.0, -0.5, -2.0]
+    assert metrics["klear_math/format_error_frac"] == 0.5
+    assert klear_math_reward.__name__ == "klear_math_reward"
+    # <think> pre-filled by the chat template at the end of the prompt counts as present
+    assert klear_math_reward(prompts=["q <think>\n"], completions=["x</think>42"], answer=["42"]) == [1.0]
+    # conversational completions, custom values, no think-start check
+    custom = KlearMathReward(wrong_reward=0.0, missing_think_start_reward=None, answer_key="sol")
+    conv = [[{"role": "assistant", "content": "a</think>\\boxed{7}"}]]
+    assert custom(completions=conv, sol=["8"]) == [0.0]
+    assert custom(completions=conv, sol=["7"]) == [1.0]
+    with pytest.raises(ValueError, match="gold answers"):
+        klear_math_reward(completions=["x"], other=["1"])
+    with pytest.raises(ValueError, match="values for"):
+        klear_math_reward(completions=["x", "y"], answer=["1"])
+
+
+def test_klear_math_reward_unparsable_gold_is_none(monkeypatch):
+    import kwaiformers.evaluation.math_scoring as ms
+    from kwaiformers.rewards.math_reward import klear_math_reward
+
+    monkeypatch.setattr(ms, "_parse_gold_cached", lambda gold, timeout: ())
+    assert klear_math_reward(completions=["<think></think>\\boxed{1}"], answer=["1"]) == [None]
+    with pytest.raises(ValueError, match="could not be parsed"):
+        ms.score_response("</think>1", "1")
