@@ -17,6 +17,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it. Later issues add their names here (one line each).
 _LAZY_ATTRS: dict[str, str] = {
     "collect_env": "kwaiformers.utils.env",
+    "OneRecConfig": "kwaiformers.models.onerec.configuration_onerec",
+    "OneRecForGenerativeRecommendation": "kwaiformers.models.onerec.modeling_onerec",
+    "OneRecV2Config": "kwaiformers.models.onerec_v2.configuration_onerec_v2",
+    "OneRecV2ForGenerativeRecommendation": "kwaiformers.models.onerec_v2.modeling_onerec_v2",
+    "AuxFreeBiasUpdateCallback": "kwaiformers.models.onerec.modeling_moe",
     "SemanticIdTokenizer": "kwaiformers.models.onerec.semantic_ids",
     "SemanticIdIndex": "kwaiformers.models.onerec.semantic_ids",
     "duration_aware_advantages": "kwaiformers.rewards.dars",

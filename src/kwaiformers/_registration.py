@@ -60,6 +60,18 @@ AUTO_REGISTRATIONS: list[AutoRegistration] = [
         config="kwaiformers.rewards.configuration_pscore:PScoreConfig",
         models={"AutoModel": "kwaiformers.rewards.modeling_pscore:PScoreModel"},
     ),
+    AutoRegistration(
+        model_type="onerec",
+        config="kwaiformers.models.onerec.configuration_onerec:OneRecConfig",
+        models={"AutoModel": "kwaiformers.models.onerec.modeling_onerec:OneRecForGenerativeRecommendation"},
+    ),
+    AutoRegistration(
+        model_type="onerec_v2",
+        config="kwaiformers.models.onerec_v2.configuration_onerec_v2:OneRecV2Config",
+        models={
+            "AutoModel": "kwaiformers.models.onerec_v2.modeling_onerec_v2:OneRecV2ForGenerativeRecommendation"
+        },
+    ),
 ]
 
 _lock = threading.RLock()
