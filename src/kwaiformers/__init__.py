@@ -17,6 +17,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it. Later issues add their names here (one line each).
 _LAZY_ATTRS: dict[str, str] = {
     "collect_env": "kwaiformers.utils.env",
+    "Sandbox": "kwaiformers.sandbox.executor",
+    "SandboxConfig": "kwaiformers.sandbox.executor",
+    "run_tests": "kwaiformers.evaluation.livecodebench",
+    "evaluate_task": "kwaiformers.evaluation.runner",
+    "TaskAdapter": "kwaiformers.evaluation.runner",
     "OneRecConfig": "kwaiformers.models.onerec.configuration_onerec",
     "OneRecForGenerativeRecommendation": "kwaiformers.models.onerec.modeling_onerec",
     "OneRecV2Config": "kwaiformers.models.onerec_v2.configuration_onerec_v2",

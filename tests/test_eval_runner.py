@@ -1,0 +1,133 @@
+"""The shared eval runner: tiny model end to end, cache + resume after a crash, scoring-only mode,
+model card, pass@k."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from utils import make_tiny_qwen3, make_tiny_tokenizer
+
+from kwaiformers.evaluation.aime import AIMETask, score_aime
+from kwaiformers.evaluation.runner import (
+    GenerationCache,
+    GenerationConfig,
+    TransformersBackend,
+    evaluate_task,
+    pass_at_k,
+    read_predictions,
+)
+
+AIME_ROWS = [
+    {"id": 60, "problem": "Find 2+2.", "answer": "4", "year": 2024},
+    {"id": 61, "problem": "Find 10*3.", "answer": "30", "year": 2024},
+    {"id": 62, "problem": "Find 7-2.", "answer": "5", "year": 2024},
+]
+
+
+@pytest.fixture
+def aime_file(tmp_path):
+    path = tmp_path / "aime.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in AIME_ROWS) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    tok = make_tiny_tokenizer()
+    return TransformersBackend(make_tiny_qwen3(tok), tok, model_name="tiny-qwen3")
+
+
+class CountingBackend:
+    """Wraps a backend and counts generated rows; optionally crashes after some batches."""
+
+    def __init__(self, inner, crash_after: int | None = None):
+        self.inner, self.crash_after, self.rows, self.batches = inner, crash_after, 0, 0
+        self.name, self.model_name = inner.name, inner.model_name
+
+    def generate(self, conversations, config, seed=0):
+        if self.crash_after is not None and self.batches >= self.crash_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.batches += 1
+        self.rows += len(conversations)
+        return self.inner.generate(conversations, config, seed=seed)
+
+
+def test_pass_at_k_matches_definition():
+    assert pass_at_k(8, 0, 1) == 0.0 and pass_at_k(8, 8, 4) == 1.0
+    assert math.isclose(pass_at_k(8, 2, 1), 2 / 8)
+    assert math.isclose(pass_at_k(5, 2, 2), 1 - math.comb(3, 2) / math.comb(5, 2))
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+
+
+def test_tiny_model_end_to_end_and_resume(tmp_path, aime_file, backend):
+    task = AIMETask(aime_file)
+    config = GenerationConfig(n=2, max_new_tokens=6, batch_size=2, temperature=1.0)
+    out = tmp_path / "run"
+    crashing = CountingBackend(backend, crash_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_task(task, output_dir=out, backend=crashing, config=config, progress=False)
+    cache = GenerationCache(out)
+    assert len(cache.load()) == 4  # two batches of two were written before the "kill"
+    with open(cache.path, "a") as f:
+        f.write('{"sample_id": "62", "sample_ind')  # torn line, as after a SIGKILL mid-write
+    resumed = CountingBackend(backend)
+    results = evaluate_task(task, output_dir=out, backend=resumed, config=config,
+                            k_values=(1, 2), progress=False)
+    assert resumed.rows == 2  # only the two missing generations were made
+    assert len(cache.load()) == 6
+    assert results["num_problems"] == 3 and results["n"] == 2
+    assert set(results["metrics"]) >= {"avg@2", "pass@1", "pass@2", "extraction_failure_rate"}
+    # a random tiny model never closes </think>: everything counts as an extraction failure
+    assert results["metrics"]["avg@2"] == 0.0
+    assert results["metrics"]["extraction_failure_rate"] == 100.0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["metrics"] == results["metrics"] and len(saved["per_sample"]) == 3
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and "avg@2" in card and "n=2,temperature=1.0" in card
+    # a third run regenerates nothing; different settings are refused
+    again = CountingBackend(backend)
+    evaluate_task(task, output_dir=out, backend=again, config=config, progress=False)
+    assert again.rows == 0
+    with pytest.raises(ValueError, match="different settings"):
+        evaluate_task(task, output_dir=out, backend=backend,
+                      config=GenerationConfig(n=2, max_new_tokens=7), progress=False)
+
+
+def test_scoring_only_mode(tmp_path, aime_file):
+    preds = tmp_path / "preds.jsonl"
+    rows = [
+        {"id": "60", "responses": ["<think>easy</think> \\boxed{4}", "<think>x</think> 5"]},
+        {"id": "61", "responses": ["<think>...</think> The answer is $\\boxed{30}$",
+                                   "no think end \\boxed{30}"]},
+        {"id": "62", "responses": ["<think>a</think> \\boxed{5}", "<think>b</think> \\boxed{5}"],
+         "finish_reasons": ["stop", "length"]},
+    ]
+    preds.write_text("\n".join(json.dumps(r) for r in rows))
+    results = evaluate_task(AIMETask(aime_file), output_dir=tmp_path / "o", predictions=preds,
+                            k_values=(1, 2), progress=False)
+    m = results["metrics"]
+    assert math.isclose(m["avg@2"], 100 * (0.5 + 0.5 + 0.5) / 3)
+    assert math.isclose(m["pass@2"], 100.0)
+    # one missing </think>, one truncated -> 2 of 6 responses are extraction failures
+    assert math.isclose(m["extraction_failure_rate"], 100 * 2 / 6)
+    assert math.isclose(m["truncated_rate"], 100 / 6)
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "local" in card and "pass@2" in card
+
+
+def test_bad_predictions_are_rejected(tmp_path, aime_file):
+    samples = AIMETask(aime_file).load_samples()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "60", "responses": ["x"]}) + "\n")
+    with pytest.raises(ValueError, match="no predictions for 2 samples"):
+        read_predictions(bad, samples)
+    bad.write_text(json.dumps({"question": "?"}) + "\n")
+    with pytest.raises(ValueError, match="expected keys"):
+        read_predictions(bad, samples)
+    with pytest.raises(ValueError, match="same non-zero number"):
+        score_aime([["a"], ["a", "b"]], ["1", "2"])
+    with pytest.raises(ValueError, match="exactly one of"):
+        evaluate_task(AIMETask(aime_file), output_dir=tmp_path / "x")
