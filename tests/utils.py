@@ -186,3 +186,132 @@ def make_tiny_kc_mmbench(root, image_size: int = 16) -> str:
                 cell = rels[0] if n_images == 1 else str(rels)
                 writer.writerow([index, question, answer, cell, category])
     return str(root)
+
+
+#: Minimal multimodal chat template (one placeholder block per image item, then the text).
+VLM_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}{{- '<|im_start|>' + message['role'] + '\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}{%- else -%}"
+    "{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}{{- '<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>' -}}"
+    "{%- elif item['type'] == 'text' -%}{{- item['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}{{- '<|im_end|>\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"
+)
+
+
+def make_tiny_paddleocr_vl(seed: int = 0, init_std: float | None = 0.5):
+    """A tiny randomly initialised ``PaddleOCRVLForConditionalGeneration`` and its processor
+    (character tokenizer, PIL image processor bounded to <= 56x56 pixels, the chat template above).
+    A generic offline image-text-to-text model for runner tests; reloadable with
+    ``AutoProcessor`` / ``AutoModelForImageTextToText`` after ``save_pretrained``. ``init_std``
+    re-draws every weight matrix from N(0, init_std^2) so greedy outputs vary with the input."""
+    from transformers import (
+        AutoTokenizer,
+        PaddleOCRVLConfig,
+        PaddleOCRVLForConditionalGeneration,
+        PaddleOCRVLProcessor,
+    )
+    from transformers.models.paddleocr_vl.image_processing_pil_paddleocr_vl import (
+        PaddleOCRVLImageProcessorPil,
+    )
+
+    base = make_tiny_tokenizer(
+        extra_special_tokens=["<|IMAGE_START|>", "<|IMAGE_END|>", "<|IMAGE_PLACEHOLDER|>",
+                              "<|video_pad|>"]
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        base.save_pretrained(tmp)
+        tok = AutoTokenizer.from_pretrained(tmp, image_token="<|IMAGE_PLACEHOLDER|>")
+    tok.padding_side = "left"
+    processor = PaddleOCRVLProcessor(
+        image_processor=PaddleOCRVLImageProcessorPil(min_pixels=28 * 28, max_pixels=56 * 56),
+        tokenizer=tok,
+        chat_template=VLM_CHAT_TEMPLATE,
+    )
+    ids = tok.convert_tokens_to_ids
+    config = PaddleOCRVLConfig(
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                             "mrope_section": [1, 1, 2]},
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        ),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                           num_attention_heads=2, patch_size=14, spatial_merge_size=2,
+                           image_size=56),
+        image_token_id=ids("<|IMAGE_PLACEHOLDER|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|IMAGE_START|>"), vision_end_token_id=ids("<|IMAGE_END|>"),
+    )
+    torch.manual_seed(seed)
+    model = PaddleOCRVLForConditionalGeneration(config)
+    if init_std is not None:
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() > 1:
+                    param.normal_(0.0, init_std)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    return model, processor
+
+
+#: Vision special tokens of the Keye-VL tokenizer (Preview + the 1.5 per-frame tokens).
+KEYE_VL_SPECIAL_TOKENS: tuple[str, ...] = (
+    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<|frame|>", "<|fast_start|>", "<|fast_end|>",
+)
+
+
+def make_tiny_keye_vl(version: str = "preview", seed: int = 0, init_std: float | None = None):
+    """A tiny randomly initialised Keye-VL (``KeyeVLForConditionalGeneration``) and its
+    ``KeyeVLProcessor``, built fully offline: character tokenizer with the Keye vision tokens,
+    images resized to <= 16 LLM tokens, video frames to <= 4 tokens (1.5: Slow-Fast with <= 4 slow
+    tokens per frame). ``version`` is ``"preview"`` or ``"1.5"``. ``init_std`` re-draws every weight
+    matrix from N(0, init_std^2) so greedy outputs vary with the input. Returns ``(model, processor)``;
+    both reload with ``AutoModelForImageTextToText`` / ``AutoProcessor`` after ``save_pretrained``."""
+    from kwaiformers.models.keye_vl.configuration_keye_vl import KeyeVLConfig
+    from kwaiformers.models.keye_vl.image_processing_keye_vl import KeyeVLImageProcessor
+    from kwaiformers.models.keye_vl.modeling_keye_vl import KeyeVLForConditionalGeneration
+    from kwaiformers.models.keye_vl.processing_keye_vl import KeyeVLProcessor
+    from kwaiformers.models.keye_vl.video_processing_keye_vl import KeyeVLVideoProcessor
+
+    tok = make_tiny_tokenizer(extra_special_tokens=KEYE_VL_SPECIAL_TOKENS)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in KEYE_VL_SPECIAL_TOKENS}
+    config = KeyeVLConfig(
+        keye_version=version,
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=2048,
+            bos_token_id=None, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 1, 1]},
+        ),
+        vision_config=dict(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+            image_size=56, patch_size=14,
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        vision_token_id=ids["<|vision_pad|>"], frame_token_id=ids["<|frame|>"],
+        fast_start_token_id=ids["<|fast_start|>"], fast_end_token_id=ids["<|fast_end|>"],
+    )
+    torch.manual_seed(seed)
+    model = KeyeVLForConditionalGeneration(config).eval()
+    if init_std is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim >= 2:
+                    p.normal_(0.0, init_std)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = None
+    video = KeyeVLVideoProcessor(
+        min_pixels=28 * 28, max_pixels=4 * 28 * 28, total_pixels=64 * 28 * 28, min_frames=2,
+        max_frames=8, slow_fast=version == "1.5", min_tokens=1, max_tokens=4, total_tokens=24,
+    )
+    processor = KeyeVLProcessor(
+        image_processor=KeyeVLImageProcessor(min_pixels=28 * 28, max_pixels=16 * 28 * 28),
+        tokenizer=tok,
+        video_processor=video,
+    )
+    return model, processor

@@ -26,6 +26,7 @@ class Command:
 #: name -> command. Names with a space are sub-commands of a group (``train``, ``eval``).
 COMMANDS: dict[str, Command] = {
     "env": Command("kwaiformers.utils.env", "print versions of the HF stack, threads and GPUs"),
+    "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
     "eval aime": Command("kwaiformers.evaluation.aime", "AIME 2024/2025 avg@k and pass@k (math-verify)"),
 }
 

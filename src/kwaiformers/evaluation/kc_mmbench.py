@@ -44,10 +44,12 @@ import re
 import sys
 import unicodedata
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kwaiformers.evaluation.runner import EvalSample, Generation, TaskAdapter, TaskResult
 
 logger = logging.getLogger(__name__)
 
@@ -761,3 +763,248 @@ def score_kc_mmbench(
     if return_details:
         result["details"] = details
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Task adapter for the shared runner (kwaiformers.evaluation.runner) and the CLI
+# ---------------------------------------------------------------------------------------------
+
+def _metric_key(text: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_\u4e00-\u9fff]+", "_", text).strip("_") or "none"
+
+
+class KCMMBenchTask(TaskAdapter):
+    """KC-MMBench as a :class:`~kwaiformers.evaluation.runner.TaskAdapter`.
+
+    Sample ids are ``"<task>/<index>"`` (the cache key and the ``id`` of ``--predictions`` rows).
+    Responses are post-processed like ``KeyeChat`` (``post_process=True``) and scored with
+    :func:`score_kc_mmbench`; with ``n > 1`` generations per sample every generation is scored and
+    the accuracies are averages over them. Judge replies are cached in ``judge_cache_path`` (JSONL)
+    so a rerun does not pay for them twice.
+
+    Args:
+        path: local copy, or ``None`` to download ``Kwai-Keye/KC-MMbench`` at ``revision``.
+        tasks: task subset (default: all six).
+        max_frames: at most this many images per sample (default: all, as the official runner).
+        think: ``None``/``"auto"``, ``"think"`` (the official Keye config) or ``"no_think"``.
+        judge / vqa_mode / judge_retries: see :func:`score_kc_mmbench`.
+    """
+
+    dataset_type = KC_MMBENCH_REPO_ID
+    dataset_name = "KC-MMBench"
+    dataset_split = "test"
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        tasks: str | Iterable[str] | None = None,
+        revision: str = KC_MMBENCH_REVISION,
+        cache_dir: str | None = None,
+        max_samples: int | None = None,
+        max_frames: int | None = None,
+        think: str | None = None,
+        judge: Any | None = None,
+        vqa_mode: str | None = None,
+        judge_retries: int = 5,
+        post_process: bool = True,
+        judge_cache_path: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = path
+        self.tasks = parse_tasks(tasks)
+        self.revision = revision
+        self.cache_dir = cache_dir
+        self.max_samples = max_samples
+        if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+            raise ValueError(f"max_frames must be a positive integer or None, got {max_frames!r}")
+        self.max_frames = max_frames
+        build_prompt_text("SPU", "", think=think)  # validates `think`
+        self.think = None if think == "auto" else think
+        if vqa_mode == "judge" and judge is None:
+            raise ValueError("vqa_mode='judge' needs a judge (--judge openai:MODEL or hf:PATH)")
+        self.judge = judge
+        self.vqa_mode = vqa_mode
+        self.judge_retries = judge_retries
+        self.post_process = post_process
+        self.judge_cache_path = os.fspath(judge_cache_path) if judge_cache_path else None
+        # The prompt settings are part of the name, so the runner's cache check refuses to mix
+        # generations made with different prompts in one output directory.
+        suffix = (f"_{self.think}" if self.think else "") + (
+            f"_maxframes{max_frames}" if max_frames else "")
+        self.name = "kc_mmbench" + suffix
+        local = path is not None and str(path) != KC_MMBENCH_REPO_ID
+        self.dataset_revision = None if local else revision
+
+    def dataset_args(self) -> dict[str, Any]:
+        return {"tasks": ",".join(self.tasks), "think": self.think or "auto",
+                "max_frames": self.max_frames}
+
+    def load_samples(self) -> list[EvalSample]:
+        names = self.tasks
+        if self.path is None or str(self.path) == KC_MMBENCH_REPO_ID:
+            root, sha = download_kc_mmbench(self.revision, cache_dir=self.cache_dir, tasks=names)
+            self.dataset_revision = sha
+        else:
+            root = Path(self.path)
+        data = load_kc_mmbench(root, tasks=names, max_samples=self.max_samples)
+        return [
+            EvalSample(id=f"{task}/{s.index}", data={"sample": s})
+            for task in names
+            for s in data[task]
+        ]
+
+    def build_messages(self, sample: EvalSample) -> list[dict[str, Any]]:
+        return sample.data["sample"].messages(think=self.think, max_frames=self.max_frames)
+
+    def _judge_cache(self) -> tuple[dict[str, str], Callable[[str, str], None] | None]:
+        if self.judge is None or self.judge_cache_path is None:
+            return {}, None
+        name = getattr(self.judge, "name", type(self.judge).__name__)
+        cache: dict[str, str] = {}
+        if os.path.exists(self.judge_cache_path):
+            import json
+
+            with open(self.judge_cache_path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue  # torn line after a crash
+                    if row.get("judge") == name:
+                        cache[row["prompt"]] = row["output"]
+
+        def append(prompt: str, output: str) -> None:
+            import json
+
+            with open(self.judge_cache_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"judge": name, "prompt": prompt, "output": output},
+                                   ensure_ascii=False) + "\n")
+
+        return cache, append
+
+    def score(
+        self,
+        samples: Sequence[EvalSample],
+        generations: Mapping[str, list[Generation]],
+        k_values: Sequence[int],
+    ) -> TaskResult:
+        preds, refs, tasks, cats, l2s, ids, reps = [], [], [], [], [], [], []
+        for s in samples:
+            item: KCMMBenchSample = s.data["sample"]
+            for rep, gen in enumerate(generations[s.id]):
+                preds.append(gen.text)
+                refs.append(item.answer)
+                tasks.append(item.task)
+                cats.append(item.category)
+                l2s.append(item.l2_category)
+                ids.append(s.id)
+                reps.append(rep)
+        cache, on_judged = self._judge_cache()
+        scores = score_kc_mmbench(
+            preds, refs, tasks, categories=cats, l2_categories=l2s, judge=self.judge,
+            vqa_mode=self.vqa_mode, judge_retries=self.judge_retries,
+            post_process=self.post_process, return_details=True, judge_cache=cache,
+            on_judged=on_judged,
+        )
+        details = scores.pop("details")
+        metrics: dict[str, float] = {
+            "overall_accuracy": scores["overall_accuracy"],
+            "overall_micro_accuracy": scores["overall_micro_accuracy"],
+        }
+        card: list[tuple[str, float]] = []
+        for task, entry in scores["tasks"].items():
+            metrics[f"{task}/accuracy"] = entry["accuracy"]
+            if "unknown_rate" in entry:
+                metrics[f"{task}/unknown_rate"] = entry["unknown_rate"]
+            if "judge_failures" in entry:
+                metrics[f"{task}/judge_failures"] = float(entry["judge_failures"])
+                metrics[f"{task}/rule_agreement"] = entry["rule_agreement"]
+            for cat, acc in entry["categories"].items():
+                metrics[f"{task}/category/{cat}"] = acc
+            rule = entry["mode"] == MODE_RULE
+            card.append((f"accuracy_{_metric_key(task)}" + ("_rule" if rule else ""),
+                         entry["accuracy"]))
+        if set(scores["tasks"]) == set(TASKS):
+            any_rule = any(m == MODE_RULE for m in scores["modes"].values())
+            card.append(("accuracy_overall" + ("_rule" if any_rule else ""),
+                         scores["overall_accuracy"]))
+        per_sample = []
+        for sid, rep, pred, ref, row in zip(ids, reps, preds, refs, details):
+            rec = {"id": sid, "sample_index": rep, "answer": ref,
+                   "prediction": keye_post_process(pred) if self.post_process else pred, **row}
+            per_sample.append(rec)
+        info = {"scores": scores, "modes": scores["modes"], "think": self.think or "auto",
+                "max_frames": self.max_frames, "post_process": self.post_process,
+                "generations_per_sample": max(len(v) for v in generations.values())}
+        return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info)
+
+
+def add_arguments(parser) -> None:
+    """``kwaiformers eval kc-mmbench`` arguments (the shared runner's plus KC-MMBench's)."""
+    from kwaiformers.evaluation.runner import add_common_arguments
+
+    g = parser.add_argument_group("KC-MMBench")
+    g.add_argument("--data", default=None,
+                   help=f"local copy (subsets/ + images/); default: download {KC_MMBENCH_REPO_ID}")
+    g.add_argument("--revision", default=KC_MMBENCH_REVISION, help="dataset revision on the Hub")
+    g.add_argument("--tasks", default="all", help=f"comma-separated subset of {','.join(TASKS)}")
+    g.add_argument("--max-frames", type=int, default=None,
+                   help="at most this many images per sample (default: all, as official)")
+    g.add_argument("--max-samples", type=int, default=None, help="first N rows per task (smoke)")
+    g.add_argument("--think", choices=["auto", "think", "no_think"], default="auto",
+                   help="append /think or /no_think to the prompt (official Keye config: think)")
+    g.add_argument("--judge", default=None,
+                   help="VQA judge: openai:MODEL[@BASE_URL] (key from $OPENAI_API_KEY) or "
+                        "hf:PATH_OR_HUB_ID; default: rule mode (not the paper's metric)")
+    g.add_argument("--vqa-mode", choices=["judge", "rule"], default=None,
+                   help="force the VQA mode (default: judge when --judge is given)")
+    g.add_argument("--judge-retries", type=int, default=5)
+    g.add_argument("--judge-max-tokens", type=int, default=128)
+    g.add_argument("--no-post-process", action="store_true",
+                   help="score raw responses (default: KeyeChat answer post-processing)")
+    add_common_arguments(parser, default_n=1, default_max_new_tokens=2048, kind="multimodal")
+    # KeyeChat decoding defaults: greedy, 2048 new tokens.
+    parser.set_defaults(temperature=0.0, batch_size=4)
+
+
+def task_from_args(args) -> KCMMBenchTask:
+    """Build the adapter (and judge) from parsed :func:`add_arguments`."""
+    from kwaiformers.evaluation.judges import build_judge
+
+    kwargs: dict[str, Any] = {}
+    if args.judge and args.judge.startswith("openai:"):
+        kwargs["max_tokens"] = args.judge_max_tokens
+    elif args.judge and args.judge.startswith("hf:"):
+        kwargs["max_new_tokens"] = args.judge_max_tokens
+    judge = build_judge(args.judge, **kwargs)
+    return KCMMBenchTask(
+        path=args.data, tasks=args.tasks, revision=args.revision, max_samples=args.max_samples,
+        max_frames=args.max_frames, think=args.think, judge=judge, vqa_mode=args.vqa_mode,
+        judge_retries=args.judge_retries, post_process=not args.no_post_process,
+        judge_cache_path=os.path.join(args.output_dir, "judgements.jsonl"),
+    )
+
+
+def run(args) -> int:
+    """``kwaiformers eval kc-mmbench``: generate (or read ``--predictions``), score, write
+    ``results.json`` and the model card, print a table."""
+    from kwaiformers.evaluation.runner import run_from_args
+
+    results = run_from_args(task_from_args(args), args)
+    print(format_table(results["info"]["scores"]))
+    print(f"results: {os.path.join(args.output_dir, 'results.json')}")
+    if results.get("model_card"):
+        print(f"model card: {results['model_card']}")
+    return 0
+
+
+def format_table(scores: Mapping[str, Any]) -> str:
+    """A readable per-task table of :func:`score_kc_mmbench` output."""
+    lines = [f"{'task':<24}{'n':>6}{'accuracy':>10}  {'extra':<22}mode"]
+    for task, e in scores["tasks"].items():
+        extra = (f"unknown {e['unknown_rate']:.1f}%" if "unknown_rate" in e else
+                 f"judge fail {e['judge_failures']}" if "judge_failures" in e else "")
+        lines.append(f"{task:<24}{e['num_samples']:>6}{e['accuracy']:>10.2f}  {extra:<22}"
+                     f"{e['mode']}")
+    lines.append(f"{'overall (task mean)':<24}{scores['num_samples']:>6}"
+                 f"{scores['overall_accuracy']:>10.2f}")
+    return "\n".join(lines)
