@@ -30,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "train sft": Command("kwaiformers.trainers.sft_recipe", "long chain-of-thought SFT (TRL SFTTrainer)"),
     "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
     "eval aime": Command("kwaiformers.evaluation.aime", "AIME 2024/2025 avg@k and pass@k (math-verify)"),
+    "eval livecodebench": Command("kwaiformers.evaluation.livecodebench", "LiveCodeBench pass@1/pass@k, v5/v6 windows (sandboxed)"),
 }
 
 GROUPS: dict[str, str] = {

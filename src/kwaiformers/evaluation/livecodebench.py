@@ -10,12 +10,19 @@ outputs to forge a pass; use it for RL rewards against adversarial policies).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import pickle
 import secrets
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from kwaiformers.evaluation.runner import EvalSample, TaskAdapter, TaskResult
 
 DEFAULT_TIMEOUT = 6.0
 _HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lcb_harness.py")
@@ -214,3 +221,485 @@ def _default_sandbox():
     if _SANDBOX is None:
         _SANDBOX = Sandbox()
     return _SANDBOX
+
+
+# -- dataset: loading, private-test decoding, windows ---------------------------------------------
+
+
+LCB_HUB_ID = "livecodebench/code_generation_lite"
+#: Date windows of the reasoning papers (Klear-Reasoner, DeepSeek-R1, Qwen3), inclusive bounds at
+#: midnight like the official ``compute_scores.py --start_date/--end_date``.
+WINDOWS: dict[str, tuple[str, str]] = {
+    "v5": ("2024-08-01", "2025-02-01"),
+    "v6": ("2025-02-01", "2025-05-01"),
+}
+#: The files that cover the windows above (release_v4 starts before 2024-08-01).
+DEFAULT_WINDOW_SUBSET = "v4_v6"
+
+SYSTEM_MESSAGE = (
+    "You are an expert Python programmer. You will be given a question (problem specification) "
+    "and will generate a correct Python program that matches the specification and passes all "
+    "tests."
+)
+FORMAT_WITH_STARTER = ("You will use the following starter code to write the solution to the "
+                       "problem and enclose your code within delimiters.")
+FORMAT_WITHOUT_STARTER = (
+    "Read the inputs from stdin solve the problem and write the answer to stdout (do not directly "
+    "test on the sample inputs). Enclose your code within delimiters as follows. Ensure that when "
+    "the python program runs, it reads the inputs, runs the algorithm and writes output to STDOUT."
+)
+
+
+class _StringOnlyUnpickler(pickle.Unpickler):
+    """Refuses every global lookup: only plain data (a ``str`` here) can be unpickled."""
+
+    def find_class(self, module: str, name: str):  # noqa: D102
+        raise pickle.UnpicklingError(
+            f"refusing to unpickle global {module}.{name}: LiveCodeBench private tests must be a "
+            "pickled JSON string")
+
+    def persistent_load(self, pid):  # noqa: D102
+        raise pickle.UnpicklingError("refusing persistent ids in LiveCodeBench private tests")
+
+
+def _decode_pickled(value: str) -> Any:
+    try:
+        raw = zlib.decompress(base64.b64decode(value, validate=False))
+    except (ValueError, zlib.error) as exc:
+        raise ValueError(f"private_test_cases is neither JSON nor base64/zlib data: {exc}") \
+            from None
+    try:
+        payload = _StringOnlyUnpickler(io.BytesIO(raw)).load()
+    except pickle.UnpicklingError:
+        raise
+    except Exception as exc:  # truncated / corrupt pickle stream
+        raise ValueError(f"private_test_cases pickle is corrupt: {exc!r}") from None
+    if not isinstance(payload, str):
+        raise ValueError(f"private_test_cases pickle holds a {type(payload).__name__}, "
+                         "expected a JSON string")
+    return json.loads(payload)
+
+
+def decode_private_tests(value: str) -> list[dict[str, Any]]:
+    """Decode ``private_test_cases``: a JSON list, or ``base64(zlib(pickle(json_string)))`` read
+    with a restricted unpickler that accepts nothing but a plain ``str``."""
+    if isinstance(value, list):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"private_test_cases must be a str, got {type(value).__name__}")
+    if not value.strip():
+        return []
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        decoded = _decode_pickled(value)
+    if not isinstance(decoded, list):
+        raise ValueError(f"private_test_cases must decode to a list, got {type(decoded).__name__}")
+    return decoded
+
+
+def encode_private_tests(tests: list[dict[str, Any]]) -> str:
+    """The dataset's encoding (for fixtures): base64(zlib(pickle(json.dumps(tests))))."""
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(tests)))).decode()
+
+
+@dataclass
+class LCBProblem:
+    """One ``code_generation_lite`` row (tests decoded)."""
+
+    question_id: str
+    question_title: str
+    question_content: str
+    platform: str
+    contest_id: str
+    contest_date: str
+    starter_code: str
+    difficulty: str
+    public_tests: list[dict[str, Any]]
+    private_tests: list[dict[str, Any]]
+    fn_name: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> LCBProblem:
+        missing = [k for k in ("question_id", "question_content", "public_test_cases") if k not in row]
+        if missing:
+            raise ValueError(f"LiveCodeBench row lacks {missing}; columns: {sorted(row)}")
+        public = row["public_test_cases"]
+        public = json.loads(public) if isinstance(public, str) else list(public or [])
+        metadata = row.get("metadata") or "{}"
+        metadata = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
+        date = row.get("contest_date")
+        return cls(
+            question_id=str(row["question_id"]), question_title=str(row.get("question_title", "")),
+            question_content=str(row["question_content"]), platform=str(row.get("platform", "")),
+            contest_id=str(row.get("contest_id", "")),
+            contest_date=date.isoformat() if hasattr(date, "isoformat") else str(date or ""),
+            starter_code=str(row.get("starter_code") or ""),
+            difficulty=str(row.get("difficulty", "")), public_tests=public,
+            private_tests=decode_private_tests(row.get("private_test_cases") or ""),
+            fn_name=metadata.get("func_name") or None)
+
+    @property
+    def date(self) -> datetime:
+        return datetime.fromisoformat(self.contest_date)
+
+    def input_output(self) -> dict[str, Any]:
+        """The official harness's ``input_output``: public then private tests."""
+        tests = [*self.public_tests, *self.private_tests]
+        return {"inputs": [t["input"] for t in tests], "outputs": [t["output"] for t in tests],
+                "fn_name": self.fn_name}
+
+    def to_reference(self) -> str:
+        """The JSON reference string of the ``eval/livecodebench`` metric."""
+        return json.dumps({"question_id": self.question_id, "difficulty": self.difficulty,
+                           "platform": self.platform, **self.input_output()})
+
+
+def _subset_files(subset: str) -> list[str]:
+    """``release_vN`` -> test.jsonl..testN.jsonl; ``vN`` -> testN.jsonl; ``vX_vY`` -> X..Y."""
+    def name(i: int) -> str:
+        return "test.jsonl" if i == 1 else f"test{i}.jsonl"
+
+    try:
+        if subset.startswith("release_v"):
+            return [name(i) for i in range(1, int(subset[len("release_v"):]) + 1)]
+        if "_" in subset:
+            a, b = subset.split("_")
+            return [name(i) for i in range(int(a.lstrip("v")), int(b.lstrip("v")) + 1)]
+        return [name(int(subset.lstrip("v")))]
+    except ValueError:
+        raise ValueError(f"subset must look like 'release_v6', 'v6' or 'v4_v6', got {subset!r}") \
+            from None
+
+
+def resolve_window(window: str | None = None, start_date: str | None = None,
+                   end_date: str | None = None) -> tuple[datetime | None, datetime | None]:
+    """``window`` in :data:`WINDOWS` (``"v5"``, ``"v6"``) or explicit ISO dates (inclusive)."""
+    if window is not None:
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {sorted(WINDOWS)} (or pass dates), "
+                             f"got {window!r}")
+        start_date, end_date = start_date or WINDOWS[window][0], end_date or WINDOWS[window][1]
+    parse = lambda d: datetime.fromisoformat(d) if d else None  # noqa: E731
+    try:
+        start, end = parse(start_date), parse(end_date)
+    except ValueError as exc:
+        raise ValueError(f"dates must be ISO format (YYYY-MM-DD): {exc}") from None
+    if start and end and start > end:
+        raise ValueError(f"start_date {start_date} is after end_date {end_date}")
+    return start, end
+
+
+def load_livecodebench(
+    source: str = LCB_HUB_ID,
+    *,
+    subset: str | None = None,
+    window: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    revision: str | None = None,
+    platforms: Sequence[str] | None = None,
+    difficulties: Sequence[str] | None = None,
+) -> list[LCBProblem]:
+    """Load LiveCodeBench problems without the (datasets>=4-incompatible) loading script.
+
+    ``source``: the Hub dataset (its ``testN.jsonl`` files are read with the ``json`` builder;
+    ``subset`` picks them, default ``release_v6`` or :data:`DEFAULT_WINDOW_SUBSET` with a window),
+    a parquet mirror id ending in ``@parquet`` (e.g. ``lighteval/code_generation_lite@parquet``,
+    loaded with ``subset`` as config), a local ``.jsonl``/``.json``/``.parquet`` file, or a
+    directory of ``testN.jsonl`` files. Problems are filtered by the date ``window`` / dates
+    (inclusive), platforms and difficulties, and sorted by date then id.
+    """
+    import datasets
+
+    start, end = resolve_window(window, start_date, end_date)
+    if subset is None:
+        subset = DEFAULT_WINDOW_SUBSET if (start or end) else "release_v6"
+    if os.path.isdir(source):
+        files = [os.path.join(source, f) for f in _subset_files(subset)
+                 if os.path.exists(os.path.join(source, f))]
+        if not files:
+            raise ValueError(f"{source} holds none of {_subset_files(subset)}")
+        ds = datasets.load_dataset("json", data_files=files, split="train")
+    elif os.path.isfile(source):
+        builder = "parquet" if source.endswith(".parquet") else "json"
+        ds = datasets.load_dataset(builder, data_files=source, split="train")
+    elif source.endswith("@parquet"):
+        ds = datasets.load_dataset(source[: -len("@parquet")], subset, split="test",
+                                   revision=revision)
+    else:
+        at = f"@{revision}" if revision else ""
+        files = [f"hf://datasets/{source}{at}/{f}" for f in _subset_files(subset)]
+        ds = datasets.load_dataset("json", data_files=files, split="train")
+    problems = []
+    for row in ds:
+        problem = LCBProblem.from_row(row)
+        if start or end:
+            date = problem.date
+            if (start and date < start) or (end and date > end):
+                continue
+        if platforms and problem.platform not in platforms:
+            continue
+        if difficulties and problem.difficulty not in difficulties:
+            continue
+        problems.append(problem)
+    problems.sort(key=lambda p: (p.contest_date, p.question_id))
+    return problems
+
+
+# -- prompt, extraction, scoring ------------------------------------------------------------------
+
+
+def build_prompt(problem: LCBProblem) -> str:
+    """The official generic user prompt (``lcb_runner/prompts/code_generation.py``)."""
+    prompt = f"### Question:\n{problem.question_content}\n\n"
+    if problem.starter_code:
+        prompt += f"### Format: {FORMAT_WITH_STARTER}\n```python\n{problem.starter_code}\n```\n\n"
+    else:
+        prompt += f"### Format: {FORMAT_WITHOUT_STARTER}\n```python\n# YOUR CODE HERE\n```\n\n"
+    return prompt + "### Answer: (use the provided format with backticks)\n\n"
+
+
+def build_messages(problem: LCBProblem, system_message: str | None = SYSTEM_MESSAGE) -> list[dict]:
+    """Official chat format: system message + user prompt (``system_message=None`` merges them
+    into a single user turn, the official ``OpenAIReasonPreview`` style)."""
+    if system_message is None:
+        return [{"role": "user", "content": SYSTEM_MESSAGE + "\n\n" + build_prompt(problem)}]
+    return [{"role": "system", "content": system_message},
+            {"role": "user", "content": build_prompt(problem)}]
+
+
+def extract_code(response: str, *, think_end: str = "</think>",
+                 require_think_end: bool = True) -> str:
+    """The last fenced code block after the last ``think_end``: the lines between the last two
+    lines containing a triple backtick (official rule); ``""`` if there is none or the reasoning
+    never ended (``require_think_end``)."""
+    if not isinstance(response, str):
+        raise TypeError(f"response must be a str, got {type(response).__name__}")
+    index = response.rfind(think_end)
+    if index < 0 and require_think_end:
+        return ""
+    text = response[index + len(think_end):] if index >= 0 else response
+    lines = text.split("\n")
+    fences = [i for i, line in enumerate(lines) if "```" in line]
+    if len(fences) < 2:
+        return ""
+    return "\n".join(lines[fences[-2] + 1: fences[-1]])
+
+
+def problem_from_reference(reference: str | Mapping[str, Any]) -> dict[str, Any]:
+    """Parse an ``eval/livecodebench`` reference: JSON with ``inputs``/``outputs``/``fn_name``
+    (or ``input_output``), or a raw dataset row; optional ``difficulty``/``platform``."""
+    ref = json.loads(reference) if isinstance(reference, str) else dict(reference)
+    if not isinstance(ref, dict):
+        raise ValueError("a LiveCodeBench reference must be a JSON object")
+    if "public_test_cases" in ref:
+        p = LCBProblem.from_row(ref)
+        return {"id": p.question_id, "difficulty": p.difficulty, "platform": p.platform,
+                **p.input_output()}
+    io_ = ref.get("input_output", ref)
+    io_ = json.loads(io_) if isinstance(io_, str) else io_
+    inputs, outputs, fn = normalize_test_cases(io_, ref.get("fn_name"))
+    return {"id": str(ref.get("question_id", ref.get("id", ""))),
+            "difficulty": ref.get("difficulty") or "unknown",
+            "platform": ref.get("platform") or "unknown",
+            "inputs": inputs, "outputs": outputs, "fn_name": fn}
+
+
+def score_livecodebench(
+    predictions: Sequence[Sequence[str]],
+    problems: Sequence[LCBProblem | Mapping[str, Any] | str],
+    k_values: Sequence[int] = (1,),
+    *,
+    finish_reasons: Sequence[Sequence[str]] | None = None,
+    require_think_end: bool = True,
+    extract: bool = True,
+    timeout: float = DEFAULT_TIMEOUT,
+    sandbox=None,
+    progress: bool = False,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """pass@1 (= avg@n) and unbiased pass@k (in %), overall and per difficulty and platform.
+
+    ``predictions[p]`` holds the n full responses for problem p (code is extracted with
+    :func:`extract_code` unless ``extract=False``); truncated responses (``finish_reason ==
+    "length"``) and responses without code count as wrong without being run.
+    """
+    from kwaiformers.evaluation.runner import pass_at_k
+
+    if len(predictions) != len(problems):
+        raise ValueError(f"predictions ({len(predictions)}) and problems ({len(problems)}) "
+                         "must have one entry per problem")
+    if not predictions:
+        raise ValueError("predictions is empty")
+    ns = {len(p) for p in predictions}
+    if len(ns) != 1 or 0 in ns:
+        raise ValueError(f"every problem needs the same non-zero number of responses, got {ns}")
+    n = ns.pop()
+    for k in k_values:
+        if not 1 <= k <= n:
+            raise ValueError(f"k={k} must be between 1 and the number of responses n={n}")
+    parsed = []
+    for prob in problems:
+        if isinstance(prob, LCBProblem):
+            parsed.append({"id": prob.question_id, "difficulty": prob.difficulty,
+                           "platform": prob.platform, **prob.input_output()})
+        else:
+            parsed.append(problem_from_reference(prob))
+    items, where, codes = [], [], []
+    for p, responses in enumerate(predictions):
+        if isinstance(responses, str):
+            raise TypeError(f"predictions[{p}] must be a list of responses, not a str")
+        reasons = finish_reasons[p] if finish_reasons is not None else ["stop"] * n
+        row = []
+        for j, (text, reason) in enumerate(zip(responses, reasons)):
+            code = (extract_code(text, require_think_end=require_think_end) if extract
+                    else text) if reason != "length" else ""
+            row.append(code)
+            if code.strip():
+                items.append((code, {"inputs": parsed[p]["inputs"],
+                                     "outputs": parsed[p]["outputs"]}, parsed[p]["fn_name"]))
+                where.append((p, j))
+        codes.append(row)
+    graded = run_tests_batch(items, sandbox=sandbox, timeout=timeout, progress=progress) \
+        if items else []
+    verdicts = [[("truncated" if finish_reasons and finish_reasons[p][j] == "length" else
+                  "no_code") for j in range(n)] for p in range(len(predictions))]
+    for (p, j), outcomes in zip(where, graded):
+        n_tests = len(parsed[p]["inputs"])
+        ok = len(outcomes) == n_tests and all(o.passed for o in outcomes)
+        verdicts[p][j] = "passed" if ok else (outcomes[-1].status if outcomes else "runtime_error")
+    per_problem = []
+    for p, info in enumerate(parsed):
+        correct = [v == "passed" for v in verdicts[p]]
+        per_problem.append({"id": info["id"], "difficulty": info["difficulty"],
+                            "platform": info["platform"], "verdicts": verdicts[p],
+                            "num_correct": sum(correct), "pass@1": sum(correct) / n})
+
+    def block(rows: list[dict[str, Any]], suffix: str = "") -> dict[str, float]:
+        out = {}
+        for k in sorted(set(k_values) | {1}):
+            out[f"pass@{k}{suffix}"] = 100.0 * sum(
+                pass_at_k(n, r["num_correct"], k) for r in rows) / len(rows)
+        return out
+
+    metrics = block(per_problem)
+    for field_name in ("difficulty", "platform"):
+        for value in sorted({r[field_name] for r in per_problem}):
+            rows = [r for r in per_problem if r[field_name] == value]
+            metrics.update(block(rows, f"/{value}"))
+            metrics[f"num_problems/{value}"] = float(len(rows))
+    total = n * len(predictions)
+    metrics["no_code_rate"] = 100.0 * sum(v.count("no_code") for v in verdicts) / total
+    metrics["truncated_rate"] = 100.0 * sum(v.count("truncated") for v in verdicts) / total
+    return metrics, per_problem
+
+
+# -- runner task and CLI: kwaiformers eval livecodebench -------------------------------------------
+
+
+class LiveCodeBenchTask(TaskAdapter):
+    """LiveCodeBench as a :class:`~kwaiformers.evaluation.runner.TaskAdapter` (code generation,
+    official prompt, sandboxed grading)."""
+
+    dataset_split = "test"
+    dataset_config = None
+
+    def __init__(self, source: str = LCB_HUB_ID, *, subset: str | None = None,
+                 window: str | None = None, start_date: str | None = None,
+                 end_date: str | None = None, revision: str | None = None,
+                 platforms: Sequence[str] | None = None, difficulties: Sequence[str] | None = None,
+                 system_message: str | None = SYSTEM_MESSAGE, require_think_end: bool = True,
+                 timeout: float = DEFAULT_TIMEOUT, sandbox=None, limit: int | None = None) -> None:
+        resolve_window(window, start_date, end_date)  # validate early
+        self.source, self.subset, self.window = source, subset, window
+        self.start_date = start_date or (WINDOWS[window][0] if window else None)
+        self.end_date = end_date or (WINDOWS[window][1] if window else None)
+        self.dataset_revision = revision
+        self.platforms, self.difficulties = platforms, difficulties
+        self.system_message, self.require_think_end = system_message, require_think_end
+        self.timeout, self.sandbox, self.limit = timeout, sandbox, limit
+        self.name = f"livecodebench_{window}" if window else "livecodebench"
+        self.dataset_type = source if not os.path.exists(source) else "local"
+        self.dataset_name = "LiveCodeBench" + (f" {window}" if window else "")
+        self._problems: dict[str, LCBProblem] = {}
+
+    def load_samples(self) -> list[EvalSample]:
+        problems = load_livecodebench(
+            self.source, subset=self.subset, start_date=self.start_date, end_date=self.end_date,
+            revision=self.dataset_revision, platforms=self.platforms,
+            difficulties=self.difficulties)
+        if self.limit:
+            problems = problems[: self.limit]
+        self._problems = {p.question_id: p for p in problems}
+        return [EvalSample(p.question_id, {"difficulty": p.difficulty, "platform": p.platform})
+                for p in problems]
+
+    def build_messages(self, sample) -> list[dict[str, Any]]:
+        return build_messages(self._problems[sample.id], self.system_message)
+
+    def dataset_args(self) -> dict[str, Any]:
+        return {"subset": self.subset, "start_date": self.start_date, "end_date": self.end_date,
+                "num_problems": len(self._problems) or None}
+
+    def score(self, samples, generations, k_values) -> TaskResult:
+        preds = [[g.text for g in generations[s.id]] for s in samples]
+        reasons = [[g.finish_reason for g in generations[s.id]] for s in samples]
+        metrics, per_problem = score_livecodebench(
+            preds, [self._problems[s.id] for s in samples], k_values, finish_reasons=reasons,
+            require_think_end=self.require_think_end, timeout=self.timeout,
+            sandbox=self.sandbox, progress=True)
+        card = [("pass@1", metrics["pass@1"])] + [
+            (f"pass@{k}", metrics[f"pass@{k}"]) for k in k_values if k > 1]
+        info = {"num_problems": len(samples), "window": self.window,
+                "start_date": self.start_date, "end_date": self.end_date,
+                "timeout_per_test": self.timeout}
+        return TaskResult(metrics, card, per_problem, info)
+
+
+def add_arguments(parser) -> None:
+    from kwaiformers.evaluation.runner import add_common_arguments
+
+    parser.add_argument("--dataset", default=LCB_HUB_ID,
+                        help="Hub id, '<id>@parquet' mirror, a local jsonl/parquet file or a "
+                             "directory of testN.jsonl files")
+    parser.add_argument("--subset", default=None,
+                        help="release_vN | vN | vX_vY (default: v4_v6 with a window, else "
+                             "release_v6)")
+    parser.add_argument("--window", choices=sorted(WINDOWS), default=None,
+                        help="v5 = 2024-08-01..2025-02-01, v6 = 2025-02-01..2025-05-01")
+    parser.add_argument("--start-date", default=None, help="custom window start (YYYY-MM-DD)")
+    parser.add_argument("--end-date", default=None, help="custom window end (inclusive)")
+    parser.add_argument("--revision", default=None, help="dataset revision (commit) to pin")
+    parser.add_argument("--platform", action="append", default=None,
+                        help="leetcode | codeforces | atcoder (repeatable)")
+    parser.add_argument("--difficulty", action="append", default=None,
+                        help="easy | medium | hard (repeatable)")
+    parser.add_argument("--no-system-message", action="store_true",
+                        help="put the official system sentence in the user turn instead")
+    parser.add_argument("--no-think", action="store_true",
+                        help="non-reasoning model: extract code without requiring </think>")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per test")
+    parser.add_argument("--allow-code-execution", action="store_true",
+                        help="opt in to running generated code in the sandbox (or set "
+                             "KWAIFORMERS_ALLOW_CODE_EXECUTION=1)")
+    parser.add_argument("--limit", type=int, default=None, help="first N problems only")
+    add_common_arguments(parser, default_n=1)
+
+
+def run(args) -> int:
+    from kwaiformers.evaluation.runner import print_summary, run_from_args
+    from kwaiformers.sandbox import Sandbox, SandboxConfig
+
+    sandbox = Sandbox(SandboxConfig(allow_code_execution=True if args.allow_code_execution
+                                    else None))
+    task = LiveCodeBenchTask(
+        args.dataset, subset=args.subset, window=args.window, start_date=args.start_date,
+        end_date=args.end_date, revision=args.revision, platforms=args.platform,
+        difficulties=args.difficulty,
+        system_message=None if args.no_system_message else SYSTEM_MESSAGE,
+        require_think_end=not args.no_think, timeout=args.timeout, sandbox=sandbox,
+        limit=args.limit)
+    results = run_from_args(task, args)
+    print_summary(results)
+    print(f"results: {os.path.join(args.output_dir, 'results.json')}")
+    return 0
