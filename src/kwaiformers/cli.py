@@ -28,9 +28,10 @@ COMMANDS: dict[str, Command] = {
     "env": Command("kwaiformers.utils.env", "print versions of the HF stack, threads and GPUs"),
     "train gppo": Command("kwaiformers.trainers.gppo_recipe", "GPPO RL (Klear-Reasoner) from a YAML recipe"),
     "train sft": Command("kwaiformers.trainers.sft_recipe", "long chain-of-thought SFT (TRL SFTTrainer)"),
-    "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
     "eval aime": Command("kwaiformers.evaluation.aime", "AIME 2024/2025 avg@k and pass@k (math-verify)"),
     "eval livecodebench": Command("kwaiformers.evaluation.livecodebench", "LiveCodeBench pass@1/pass@k, v5/v6 windows (sandboxed)"),
+    "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
+    "train etree": Command("kwaiformers.federated.recipe", "E-Tree decentralised training + baselines"),
 }
 
 GROUPS: dict[str, str] = {
