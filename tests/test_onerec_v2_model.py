@@ -92,9 +92,8 @@ def test_eager_matches_sdpa():
 def test_save_load_and_auto_classes(tmp_path):
     from transformers import AutoConfig, AutoModel
 
-    import kwaiformers
+    import kwaiformers  # noqa: F401  (registers the Auto classes lazily)
 
-    kwaiformers.register_auto_classes()
     model = _model(use_moe=True, first_k_dense=1, num_routed_experts=4, num_experts_per_tok=2,
                    moe_intermediate_size=8)
     model.layers[1].mlp.e_score_correction_bias.fill_(0.25)
