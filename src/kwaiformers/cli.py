@@ -31,6 +31,7 @@ COMMANDS: dict[str, Command] = {
     "eval aime": Command("kwaiformers.evaluation.aime", "AIME 2024/2025 avg@k and pass@k (math-verify)"),
     "eval livecodebench": Command("kwaiformers.evaluation.livecodebench", "LiveCodeBench pass@1/pass@k, v5/v6 windows (sandboxed)"),
     "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
+    "eval mcq": Command("kwaiformers.evaluation.mm_mcq", "image/video multiple-choice TSV/JSONL runner"),
     "train etree": Command("kwaiformers.federated.recipe", "E-Tree decentralised training + baselines"),
 }
 
