@@ -584,7 +584,7 @@ def score_livecodebench(
 
     metrics = block(per_problem)
     for field_name in ("difficulty", "platform"):
-        for value in sorted({r[field_name] for r in per_problem}):
+        for value in sorted({r[field_name] for r in per_problem} - {"", "unknown"}):
             rows = [r for r in per_problem if r[field_name] == value]
             metrics.update(block(rows, f"/{value}"))
             metrics[f"num_problems/{value}"] = float(len(rows))
