@@ -13,7 +13,14 @@ idempotent.
 Precedence when transformers itself ships a model type we also register (for example a future
 native ``keye``): **transformers' built-in class wins** and ours is skipped with a one-time
 warning, unless the environment variable ``KWAIFORMERS_OVERRIDE_NATIVE=1`` is set, in which case
-ours replaces it (``exist_ok=True``). Import never crashes because of a clash.
+ours replaces it (``exist_ok=True``). Import never crashes because of a clash. (Keye-VL: a
+future native ``keye`` type is lower-case, so the checkpoints' ``"Keye"``/``"KeyeVL1_5"`` strings stay
+ours; if transformers ever claims them, its classes win unless the variable is set.)
+
+Robustness: each entry registers independently; an Auto class whose optional backend is missing
+(``AutoVideoProcessor`` without torchvision) is skipped; and when a registered module imports
+transformers for the first time (so the hook fires while that module is still executing) its entry
+is deferred and retried as soon as the module finishes importing.
 """
 
 from __future__ import annotations
@@ -70,6 +77,50 @@ AUTO_REGISTRATIONS: list[AutoRegistration] = [
         config="kwaiformers.models.onerec_v2.configuration_onerec_v2:OneRecV2Config",
         models={
             "AutoModel": "kwaiformers.models.onerec_v2.modeling_onerec_v2:OneRecV2ForGenerativeRecommendation"
+        },
+    ),
+    # Keye-VL: our type plus the hub checkpoints' own model_type strings. AutoModel returns the
+    # generate-capable class because the hub README calls AutoModel(...).generate().
+    AutoRegistration(
+        model_type="keye_vl",
+        config="kwaiformers.models.keye_vl.configuration_keye_vl:KeyeVLConfig",
+        models={
+            "AutoModel": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVLForConditionalGeneration",
+            "AutoModelForImageTextToText": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVLForConditionalGeneration",
+            "AutoModelForCausalLM": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVLForConditionalGeneration",
+        },
+        processor="kwaiformers.models.keye_vl.processing_keye_vl:KeyeVLProcessor",
+        extra={
+            "AutoImageProcessor": "kwaiformers.models.keye_vl.image_processing_keye_vl:KeyeVLImageProcessor",
+            "AutoVideoProcessor": "kwaiformers.models.keye_vl.video_processing_keye_vl:KeyeVLVideoProcessor",
+        },
+    ),
+    AutoRegistration(
+        model_type="Keye",
+        config="kwaiformers.models.keye_vl.configuration_keye_vl:KeyeConfig",
+        models={
+            "AutoModel": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeForConditionalGeneration",
+            "AutoModelForImageTextToText": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeForConditionalGeneration",
+            "AutoModelForCausalLM": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeForConditionalGeneration",
+        },
+        processor="kwaiformers.models.keye_vl.processing_keye_vl:KeyeProcessor",
+        extra={
+            "AutoImageProcessor": "kwaiformers.models.keye_vl.image_processing_keye_vl:KeyeVLImageProcessor",
+            "AutoVideoProcessor": "kwaiformers.models.keye_vl.video_processing_keye_vl:KeyeVLVideoProcessor",
+        },
+    ),
+    AutoRegistration(
+        model_type="KeyeVL1_5",
+        config="kwaiformers.models.keye_vl.configuration_keye_vl:KeyeVL1_5Config",
+        models={
+            "AutoModel": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVL1_5ForConditionalGeneration",
+            "AutoModelForImageTextToText": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVL1_5ForConditionalGeneration",
+            "AutoModelForCausalLM": "kwaiformers.models.keye_vl.modeling_keye_vl:KeyeVL1_5ForConditionalGeneration",
+        },
+        processor="kwaiformers.models.keye_vl.processing_keye_vl:KeyeVL1_5Processor",
+        extra={
+            "AutoImageProcessor": "kwaiformers.models.keye_vl.image_processing_keye_vl:KeyeVLImageProcessor",
+            "AutoVideoProcessor": "kwaiformers.models.keye_vl.video_processing_keye_vl:KeyeVL1_5VideoProcessor",
         },
     ),
 ]
@@ -136,7 +187,10 @@ def _register_models(entry: AutoRegistration) -> None:
 
     for auto_name, path in {**entry.models, **entry.extra}.items():
         auto_cls = getattr(transformers, auto_name)
-        auto_cls.register(config_cls, _load(path), exist_ok=True)
+        try:
+            auto_cls.register(config_cls, _load(path), exist_ok=True)
+        except ImportError as exc:  # optional backend missing (e.g. AutoVideoProcessor w/o torchvision)
+            logger.debug("skipping %s registration for %r: %s", auto_name, entry.model_type, exc)
     if entry.processor is not None:
         transformers.AutoProcessor.register(config_cls, _load(entry.processor), exist_ok=True)
     _done.add(key)
@@ -148,12 +202,43 @@ def register_auto_classes(configs_only: bool = False) -> None:
     Args:
         configs_only: register only ``AutoConfig`` (no torch import).
     """
+    global _running
     with _lock:
-        for entry in AUTO_REGISTRATIONS:
-            if configs_only:
-                _register_config(entry)
-            else:
-                _register_models(entry)
+        if _running:  # a registered module finished importing while we were registering
+            return
+        _running = True
+        try:
+            for entry in AUTO_REGISTRATIONS:
+                try:
+                    if configs_only:
+                        _register_config(entry)
+                    else:
+                        _register_models(entry)
+                except Exception as exc:
+                    if any(_initializing(m) for m in _entry_modules(entry)):
+                        # Circular import: the entry's own module is still executing (it imported
+                        # transformers for the first time). It is retried when that module finishes.
+                        logger.debug("deferring registration of %r: %r", entry.model_type, exc)
+                    else:
+                        raise
+        finally:
+            _running = False
+
+
+_running = False
+
+
+def _entry_modules(entry: AutoRegistration) -> set[str]:
+    paths = [entry.config, *entry.models.values(), *entry.extra.values()]
+    if entry.processor is not None:
+        paths.append(entry.processor)
+    return {p.partition(":")[0] for p in paths}
+
+
+def _initializing(module_name: str) -> bool:
+    module = sys.modules.get(module_name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and bool(getattr(spec, "_initializing", False))
 
 
 def _safe(configs_only: bool) -> None:
@@ -163,11 +248,23 @@ def _safe(configs_only: bool) -> None:
         logger.warning("kwaiformers Auto-class registration failed: %r", exc)
 
 
+def _registry_modules() -> set[str]:
+    return set().union(*(_entry_modules(e) for e in AUTO_REGISTRATIONS)) if AUTO_REGISTRATIONS else set()
+
+
+def _after_registry_module() -> None:
+    if any(name in sys.modules for name in _MODEL_MODULES):
+        _safe(configs_only=False)
+    elif _CONFIG_MODULE in sys.modules:
+        _safe(configs_only=True)
+
+
 class _PostImportFinder(importlib.abc.MetaPathFinder):
     """Runs our registration right after transformers' Auto modules finish executing."""
 
     def find_spec(self, fullname, path, target=None):  # noqa: D401
-        if fullname != _CONFIG_MODULE and fullname not in _MODEL_MODULES:
+        ours = fullname in _registry_modules()
+        if fullname != _CONFIG_MODULE and fullname not in _MODEL_MODULES and not ours:
             return None
         sys.meta_path.remove(self)
         try:
@@ -179,9 +276,12 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
         loader = spec.loader
         original_exec = loader.exec_module
 
-        def exec_module(module, _orig=original_exec, _name=fullname):
+        def exec_module(module, _orig=original_exec, _name=fullname, _ours=ours):
             _orig(module)
-            _safe(configs_only=_name == _CONFIG_MODULE)
+            if _ours:  # retry entries deferred while this module was half-initialised
+                _after_registry_module()
+            else:
+                _safe(configs_only=_name == _CONFIG_MODULE)
 
         loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec

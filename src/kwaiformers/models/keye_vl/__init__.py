@@ -26,6 +26,7 @@ _NAMES: dict[str, str] = {
     "KeyeVL1_5ForConditionalGeneration": "modeling_keye_vl",
     "KeyeVLImageProcessor": "image_processing_keye_vl",
     "KeyeVLVideoProcessor": "video_processing_keye_vl",
+    "KeyeVL1_5VideoProcessor": "video_processing_keye_vl",
     "KeyeVLProcessor": "processing_keye_vl",
     "KeyeProcessor": "processing_keye_vl",
     "KeyeVL1_5Processor": "processing_keye_vl",

@@ -536,10 +536,31 @@ class KeyeVLModel(KeyeVLPreTrainedModel):
             rope_deltas=self.rope_deltas,
         )
 
-    def forward(self, input_ids: torch.LongTensor | None = None, **kwargs) -> KeyeVLModelOutputWithPast:
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        second_per_grid_ts: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> KeyeVLModelOutputWithPast:
         """Hidden states for text with optional images (``pixel_values``, ``image_grid_thw``) and
         videos (``pixel_values_videos``, ``video_grid_thw``, ``second_per_grid_ts``)."""
-        return self._backbone(input_ids=input_ids, **kwargs)
+        return self._backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
+            image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
+            second_per_grid_ts=second_per_grid_ts, mm_token_type_ids=mm_token_type_ids, **kwargs,
+        )
 
 
 class KeyeVLForConditionalGeneration(KeyeVLModel, GenerationMixin):
@@ -568,13 +589,30 @@ class KeyeVLForConditionalGeneration(KeyeVLModel, GenerationMixin):
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        pixel_values: torch.Tensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        second_per_grid_ts: torch.Tensor | None = None,
+        mm_token_type_ids: torch.Tensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         **kwargs,
     ) -> KeyeVLCausalLMOutputWithPast:
         """Next-token logits (and the shifted cross-entropy ``loss`` when ``labels`` are given)."""
         loss_kwargs = {k: kwargs.pop(k) for k in ("num_items_in_batch",) if k in kwargs}
-        out = self._backbone(input_ids=input_ids, **kwargs)
+        out = self._backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+            past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+            pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
+            image_grid_thw=image_grid_thw, video_grid_thw=video_grid_thw,
+            second_per_grid_ts=second_per_grid_ts, mm_token_type_ids=mm_token_type_ids, **kwargs,
+        )
         hidden = out.last_hidden_state
         if isinstance(logits_to_keep, int):
             hidden = hidden[:, -logits_to_keep:, :] if logits_to_keep > 0 else hidden
