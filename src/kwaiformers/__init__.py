@@ -17,6 +17,11 @@ __version__ = "0.1.0"
 # public name -> module that defines it. Later issues add their names here (one line each).
 _LAZY_ATTRS: dict[str, str] = {
     "collect_env": "kwaiformers.utils.env",
+    "GPPOConfig": "kwaiformers.trainers.gppo_config",
+    "GPPOTrainer": "kwaiformers.trainers.gppo_trainer",
+    "gppo_per_token_loss": "kwaiformers.trainers.losses",
+    "KlearMathReward": "kwaiformers.rewards.math_reward",
+    "KlearCodeReward": "kwaiformers.rewards.code_reward",
     "Sandbox": "kwaiformers.sandbox.executor",
     "SandboxConfig": "kwaiformers.sandbox.executor",
     "run_tests": "kwaiformers.evaluation.livecodebench",
@@ -33,6 +38,12 @@ _LAZY_ATTRS: dict[str, str] = {
     "DARSConfig": "kwaiformers.rewards.dars",
     "PScoreConfig": "kwaiformers.rewards.configuration_pscore",
     "PScoreModel": "kwaiformers.rewards.modeling_pscore",
+    "TreeSpec": "kwaiformers.federated.tree",
+    "kma": "kwaiformers.federated.kma",
+    "ETreeAverager": "kwaiformers.federated.averagers",
+    "GossipAverager": "kwaiformers.federated.averagers",
+    "FedAvgAverager": "kwaiformers.federated.averagers",
+    "ETreeCallback": "kwaiformers.federated.callbacks",
 }
 
 __all__ = ["__version__", "register_auto_classes", *_LAZY_ATTRS]

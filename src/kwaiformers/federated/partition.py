@@ -33,8 +33,9 @@ def partition(
       ``classes_per_device`` distinct classes, assigned round-robin over a seeded permutation of
       the classes (so every class is used about equally); a class's samples are split evenly
       between the devices that hold it.
-    - ``"dirichlet"``: per class, proportions ``~ Dir(alpha)`` over devices (Hsu et al. 2019);
-      redrawn until every device holds at least ``min_size`` samples.
+    - ``"dirichlet"``: per class, proportions ``~ Dir(alpha)`` over devices (Hsu et al. 2019),
+      with NIID-Bench's balancing (devices already holding ``N/num_devices`` samples get no more
+      of later classes); redrawn until every device holds at least ``min_size`` samples.
     """
     y = np.asarray(labels)
     if y.ndim != 1 or y.size == 0:
@@ -83,6 +84,10 @@ def partition(
             for k in classes:
                 idx = rng.permutation(np.flatnonzero(y == k))
                 p = rng.dirichlet(np.full(num_devices, float(alpha)))
+                # NIID-Bench balancing: devices already holding >= N/num_devices get no more
+                held = np.array([sum(c.size for c in b) for b in buckets])
+                p = p * (held < y.size / num_devices)
+                p = p / p.sum() if p.sum() > 0 else np.full(num_devices, 1.0 / num_devices)
                 cuts = (np.cumsum(p)[:-1] * idx.size).astype(int)
                 for dev, chunk in enumerate(np.split(idx, cuts)):
                     buckets[dev].append(chunk)

@@ -156,6 +156,21 @@ def _train_epoch(model, opt, x, y, batch_size: int, seed: tuple[int, ...]) -> No
         opt.step()
 
 
+def _collective(what: str, fn, *args, **kwargs):
+    """Run a world collective; a dead/stuck peer becomes a ``DeviceFailure`` (clear message)."""
+    import torch.distributed as dist
+
+    from .averagers import DeviceFailure
+
+    try:
+        return fn(*args, **kwargs)
+    except (RuntimeError, dist.DistError) as e:
+        raise DeviceFailure(
+            f"{what} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            "A device died or timed out; the run stops here. Resume from the last checkpoint "
+            "(--set resume_from=DIR).") from e
+
+
 def _accuracy(model, x, y) -> float:
     import torch
 
@@ -214,7 +229,7 @@ class _Run:
         for m, d in zip(models, self.local):
             acc[d] = _accuracy(m, self.xte, self.yte)
         if dist.is_initialized():
-            dist.all_reduce(acc)
+            _collective("accuracy all_reduce", dist.all_reduce, acc)
         return acc.numpy()
 
     def tree(self):
@@ -350,7 +365,7 @@ class _Run:
             final["kma"] = {"iterations": res.iterations, "converged": res.converged,
                             "pretrain_acc_mean": float(acc.mean())}
         if dist.is_initialized():
-            dist.barrier()
+            _collective("end-of-arm barrier", dist.barrier)
         return final
 
 
