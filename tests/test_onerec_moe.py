@@ -12,6 +12,16 @@ from kwaiformers.models.onerec.modeling_moe import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny models run fastest single-threaded on the shared 2-CPU test machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _reference(moe: OneRecMoE, x: torch.Tensor) -> torch.Tensor:
     """Token-by-token re-derivation of the MoE output."""
     out = []

@@ -13,6 +13,16 @@ from kwaiformers.models.onerec.configuration_onerec import OneRecConfig
 from kwaiformers.models.onerec.modeling_onerec import OneRecForGenerativeRecommendation
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tiny models run fastest single-threaded on the shared 2-CPU test machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def _model(**overrides):
     torch.manual_seed(0)
     return OneRecForGenerativeRecommendation(v1_config(**overrides)).eval()

@@ -78,6 +78,17 @@ def eager_attention_forward(
     return out, weights
 
 
+def any_true(mask: torch.Tensor) -> bool:
+    """``bool(mask.any())``, but ``False`` for meta tensors (shape-only runs such as FLOP counting)."""
+    return mask.device.type != "meta" and bool(mask.any())
+
+
+def validate_batch(batch: Mapping[str, torch.Tensor], num_levels: int) -> None:
+    """:func:`~kwaiformers.data.schema.validate_onerec_batch`, skipped for meta tensors."""
+    if all(getattr(v, "device", None) is None or v.device.type != "meta" for v in batch.values()):
+        validate_onerec_batch(batch, num_levels=num_levels)
+
+
 def additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Bool ``keep`` mask -> additive float mask (0 where kept, dtype minimum elsewhere)."""
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(
@@ -87,7 +98,7 @@ def additive_mask(keep: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 def padding_mask(keep: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """Key-padding mask ``[B, S]`` -> additive ``[B, 1, 1, S]`` (``None`` when all kept)."""
-    if keep is None or bool(keep.all()):
+    if keep is None or (keep.device.type != "meta" and bool(keep.all())):
         return None
     return additive_mask(keep[:, None, None, :], dtype)
 
@@ -231,7 +242,7 @@ class SidEmbeddings(nn.Module):
         for level, (table, k) in enumerate(zip(self.tables, self.level_sizes)):
             codes = sids[..., level]
             bad = (codes >= k) | ((codes < 0) & (codes != PAD_CODE))
-            if bool(bad.any()):
+            if any_true(bad):
                 raise ValueError(
                     f"batch[{name!r}] level {level} has codes outside [0, {k}) (padding is {PAD_CODE})"
                 )
@@ -303,7 +314,7 @@ class UserStaticEmbedder(nn.Module):
                 f"batch['user_static'] must be [B, {len(self.vocab_sizes)}], got {tuple(user_static.shape)}"
             )
         limits = torch.tensor(self.vocab_sizes, device=user_static.device)
-        if bool(((user_static < 0) | (user_static >= limits)).any()):
+        if any_true((user_static < 0) | (user_static >= limits)):
             raise ValueError(
                 f"batch['user_static'] has ids outside [0, user_feature_vocab_sizes={self.vocab_sizes})"
             )
@@ -374,7 +385,7 @@ def validate_sid_candidates(sids: torch.Tensor, batch_size: int, level_sizes: Se
             f"sids must be [B={batch_size}, G, L={len(level_sizes)}], got {tuple(sids.shape)}"
         )
     limits = torch.tensor(level_sizes, device=sids.device)
-    if bool(((sids < 0) | (sids >= limits)).any()):
+    if any_true((sids < 0) | (sids >= limits)):
         raise ValueError(f"sids has codes outside [0, level_size) for level sizes {list(level_sizes)}")
 
 
@@ -475,7 +486,7 @@ def validate_context_batch(
         check["target_sids"] = torch.zeros(
             tensors["user_static"].shape[0], num_levels, dtype=torch.long
         )
-    validate_onerec_batch(check, num_levels=num_levels)
+    validate_batch(check, num_levels)
     return {k: v.to(device) for k, v in tensors.items()}
 
 

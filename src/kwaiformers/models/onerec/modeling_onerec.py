@@ -30,8 +30,6 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.utils import ModelOutput
 
-from kwaiformers.data.schema import validate_onerec_batch
-
 from .configuration_onerec import OneRecConfig
 from .modeling_common import (
     GenerativeRecommendationOutput,
@@ -40,6 +38,7 @@ from .modeling_common import (
     RecommendationOutput,
     SidEmbeddings,
     UserStaticEmbedder,
+    any_true,
     check_recommend_args,
     finalize_recommendations,
     pad_level_logits,
@@ -47,6 +46,7 @@ from .modeling_common import (
     reorder_cache,
     shared_context_beam_search,
     trie_prefix_allowed_tokens_fn,
+    validate_batch,
     validate_context_batch,
     validate_sid_candidates,
 )
@@ -324,7 +324,7 @@ class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
                 e = self.bos_embedding.view(1, 1, -1).expand(*tokens.shape[:2], -1)
             else:
                 codes, size = tokens[..., j], self.level_sizes[slot - 1]
-                if bool(((codes < 0) | (codes >= size)).any()):
+                if any_true((codes < 0) | (codes >= size)):
                     raise ValueError(f"codes of level {slot - 1} must be in [0, {size})")
                 e = self.code_embeddings[slot - 1](codes)
             pieces.append(e + self.decoder_position_embeddings.weight[pos])
@@ -366,7 +366,7 @@ class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
         if decoder_input_ids is None:
             if target_sids is None:
                 raise ValueError("forward needs batch['target_sids'] (or decoder_input_ids for generation)")
-            validate_onerec_batch(dict(batch, target_sids=target_sids), num_levels=self.config.num_sid_levels)
+            validate_batch(dict(batch, target_sids=target_sids), self.config.num_sid_levels)
             sids = target_sids.to(self.device)
             session = sids.dim() == 3
             sids = sids if session else sids[:, None]
@@ -375,7 +375,7 @@ class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
                     f"target_sids has {sids.shape[1]} items per session, config.session_len={self.config.session_len}"
                 )
             for i, k in enumerate(self.level_sizes):
-                if bool((sids[..., i] >= k).any()):
+                if any_true(sids[..., i] >= k):
                     raise ValueError(f"target_sids level {i} has codes >= {k}")
             memory = self.encode(batch)
             level_logits = self.teacher_forced_logits(memory, sids[:, None])  # M = 1

@@ -29,7 +29,6 @@ from transformers import GenerationMixin, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from kwaiformers.data.schema import validate_onerec_batch
 from kwaiformers.models.onerec.modeling_common import (
     GenerativeRecommendationOutput,
     OneRecAttention,
@@ -37,6 +36,7 @@ from kwaiformers.models.onerec.modeling_common import (
     RecommendationOutput,
     SidEmbeddings,
     UserStaticEmbedder,
+    any_true,
     check_recommend_args,
     finalize_recommendations,
     pad_level_logits,
@@ -44,6 +44,7 @@ from kwaiformers.models.onerec.modeling_common import (
     reorder_cache,
     shared_context_beam_search,
     trie_prefix_allowed_tokens_fn,
+    validate_batch,
     validate_context_batch,
     validate_sid_candidates,
 )
@@ -271,7 +272,7 @@ class OneRecV2ForGenerativeRecommendation(OneRecV2PreTrainedModel, GenerationMix
                     raise ValueError(f"decoder position {pos} is beyond the {len(self.level_sizes)} levels")
                 level_codes = codes[..., j]
                 size = self.level_sizes[pos - 1]
-                if bool(((level_codes < 0) | (level_codes >= size)).any()):
+                if any_true((level_codes < 0) | (level_codes >= size)):
                     raise ValueError(f"codes of level {pos - 1} must be in [0, {size})")
                 pieces.append(self.code_embeddings[pos - 1](level_codes).to(dtype))
         return torch.stack(pieces, 2)
@@ -320,7 +321,7 @@ class OneRecV2ForGenerativeRecommendation(OneRecV2PreTrainedModel, GenerationMix
             if target_sids is None:
                 raise ValueError("forward needs batch['target_sids'] [B, L] (or input_ids for generation)")
             full = dict(batch, target_sids=target_sids)
-            validate_onerec_batch(full, num_levels=self.config.num_sid_levels)
+            validate_batch(full, self.config.num_sid_levels)
             if target_sids.dim() != 2:
                 raise ValueError(f"OneRec-V2 target_sids must be [B, L], got {tuple(target_sids.shape)}")
             sids = target_sids.to(self.device)[:, None, :]
