@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from utils import make_tiny_kc_mmbench, make_tiny_paddleocr_vl
+from utils import make_tiny_kc_mmbench, make_tiny_keye_vl, make_tiny_paddleocr_vl
 
 from kwaiformers.evaluation import kc_mmbench as kc
 from kwaiformers.evaluation.runner import (
@@ -18,14 +18,22 @@ from kwaiformers.evaluation.runner import (
 )
 
 
-@pytest.fixture(scope="module")
-def tiny_vlm_dir(tmp_path_factory):
-    """A tiny image-text-to-text checkpoint on disk (Keye-VL's tiny builder when available)."""
-    path = tmp_path_factory.mktemp("tiny_vlm")
-    model, processor = make_tiny_paddleocr_vl()
+def _save(model, processor, path):
     model.save_pretrained(path)
     processor.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_keye_dir(tmp_path_factory):
+    """A tiny Keye-VL checkpoint on disk (kwaiformers' native Keye-VL classes)."""
+    return _save(*make_tiny_keye_vl(init_std=0.5), tmp_path_factory.mktemp("tiny_keye"))
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory):
+    """A tiny generic transformers image-text-to-text checkpoint (PaddleOCR-VL) on disk."""
+    return _save(*make_tiny_paddleocr_vl(), tmp_path_factory.mktemp("tiny_vlm"))
 
 
 @pytest.fixture(scope="module")
@@ -61,19 +69,19 @@ def _backend(path, **kwargs):
     return _CountingBackend(model, AutoProcessor.from_pretrained(path), model_name=path, **kwargs)
 
 
-def test_end_to_end_resume_and_scoring_only(tiny_vlm_dir, bench, tmp_path):
+def test_end_to_end_resume_and_scoring_only(tiny_keye_dir, bench, tmp_path):
     out = tmp_path / "run"
     task = kc.KCMMBenchTask(path=bench, tasks="SPU,CPV,Video_Topic", think="think",
                             max_frames=2)
     config = GenerationConfig(temperature=0.0, max_new_tokens=4, batch_size=2)
     # 1) interrupted after the first batch: the cache keeps what was generated
-    crashing = _backend(tiny_vlm_dir, die_after=1)
+    crashing = _backend(tiny_keye_dir, die_after=1)
     with pytest.raises(_Interrupted):
         evaluate_task(task, output_dir=out, backend=crashing, config=config, progress=False)
     with open(out / CACHE_FILE, encoding="utf-8") as f:
         assert len([ln for ln in f if ln.strip()]) == 2
     # 2) resume: only the remaining 5 samples are generated
-    backend = _backend(tiny_vlm_dir)
+    backend = _backend(tiny_keye_dir)
     res = evaluate_task(task, output_dir=out, backend=backend, config=config, progress=False)
     assert len(backend.prompts) == 5
     assert all(p.endswith("/think") for p in backend.prompts)
@@ -82,9 +90,15 @@ def test_end_to_end_resume_and_scoring_only(tiny_vlm_dir, bench, tmp_path):
     assert {"SPU/accuracy", "SPU/unknown_rate", "CPV/accuracy", "overall_accuracy"} <= set(metrics)
     assert res["info"]["modes"]["CPV"] == kc.MODE_RULE
     assert res["info"]["modes"]["SPU"] == kc.MODE_YN
+    # the rendered Keye prompt: images first, then question + official suffix + /think
+    rendered = backend.processing_class.apply_chat_template(
+        task.build_messages(task.load_samples()[0]), add_generation_prompt=True, tokenize=False)
+    assert "<|vision_start|><|image_pad|><|vision_end|>" in rendered
+    assert rendered.count("<|image_pad|>") == 2
+    assert "不许回答不确定/think<|im_end|>" in rendered
     assert {r["id"] for r in res["per_sample"]} >= {"SPU/50", "CPV/0", "Hot_Videos_Aggregation/10"}
     # an uninterrupted run from scratch gives the same generations (greedy, same batches)
-    fresh = evaluate_task(task, output_dir=tmp_path / "fresh", backend=_backend(tiny_vlm_dir),
+    fresh = evaluate_task(task, output_dir=tmp_path / "fresh", backend=_backend(tiny_keye_dir),
                           config=config, progress=False)
     assert [r["prediction"] for r in fresh["per_sample"]] == [
         r["prediction"] for r in res["per_sample"]]
@@ -98,7 +112,7 @@ def test_end_to_end_resume_and_scoring_only(tiny_vlm_dir, bench, tmp_path):
     # 3) a rerun with a different prompt setting into the same directory is refused
     other = kc.KCMMBenchTask(path=bench, tasks="SPU")
     with pytest.raises(ValueError, match="different settings"):
-        evaluate_task(other, output_dir=out, backend=_backend(tiny_vlm_dir), config=config,
+        evaluate_task(other, output_dir=out, backend=_backend(tiny_keye_dir), config=config,
                       progress=False)
     # 4) scoring only from a predictions file, with a stub judge for the VQA tasks
     preds = tmp_path / "preds.jsonl"
