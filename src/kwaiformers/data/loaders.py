@@ -97,9 +97,21 @@ def _sort_interactions(df):
 
 
 def _to_dataset(df, features=None):
+    """``Dataset`` from a DataFrame keeping float NaN as NaN (``from_pandas`` would make nulls)."""
+    import pyarrow as pa
     from datasets import Dataset
 
-    return Dataset.from_pandas(df, features=features, preserve_index=False)
+    cols = {}
+    for c in df.columns:
+        values = df[c].to_numpy()
+        if values.dtype.kind in "biuf":
+            cols[c] = pa.array(values, from_pandas=False)
+        else:
+            cols[c] = pa.array(values.tolist())
+    table = pa.table(cols)
+    if features is not None:
+        table = table.cast(features.arrow_schema)
+    return Dataset(table)
 
 
 def _users_table(df, id_column: str = "user_id"):
@@ -144,7 +156,7 @@ def _stream_interactions(paths: Sequence[str], read: Callable[[str], Iterator[An
         for chunk in read(path):
             yield from _finish_interactions(convert(chunk, path)).to_dict("records")
 
-    def gen(paths: list[str]) -> Iterator[dict[str, Any]]:
+    def gen(paths: tuple[str, ...]) -> Iterator[dict[str, Any]]:
         if len(paths) == 1:
             yield from one(paths[0])
             return
@@ -157,7 +169,8 @@ def _stream_interactions(paths: Sequence[str], read: Callable[[str], Iterator[An
         yield from heapq.merge(*(one(p) for p in paths), key=key)
 
     return IterableDataset.from_generator(gen, features=_interaction_features(),
-                                          gen_kwargs={"paths": list(paths)})
+                                          # a tuple, so that datasets does not shard the files
+                                          gen_kwargs={"paths": tuple(paths)})
 
 
 def _bundle(interactions, users, items, streaming: bool):
