@@ -251,8 +251,8 @@ def _kill_descendants() -> None:
                 return
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
+def _launch(spec: dict) -> int:
+    """Run one job (the launcher role); returns the launcher's exit code."""
     status_fd = spec["status_fd"]
     workdir = spec["workdir"]
     stdin_fd = os.open(os.path.join(workdir, "stdin.txt"), os.O_RDONLY)
@@ -261,19 +261,19 @@ def main() -> None:
         pid = _fork_program(spec, stdin_fd, status_fd, ())
         _report(status_fd, pid)
         _kill_descendants()
-        return
+        return 0
     try:
         _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID), "unshare")
     except OSError as exc:
         _report(status_fd, 0, error=f"cannot create namespaces ({exc}); run as root or use "
                                     "SandboxConfig(isolation='process')")
-        sys.exit(SETUP_FAILED)
+        return SETUP_FAILED
     alive_r, alive_w = os.pipe()
     init = os.fork()
     if init:  # launcher: wait for init, which reports the program's status itself
         os.close(alive_r)
         os.waitpid(init, 0)
-        return
+        return 0
     # init (pid 1 of the new pid namespace)
     os.close(alive_w)
     try:
@@ -290,6 +290,60 @@ def main() -> None:
     pid = _fork_program(spec, stdin_fd, status_fd, (alive_r,))
     _report(status_fd, pid)
     os._exit(0)  # the kernel kills whatever is left in the pid namespace
+
+
+#: Modules the fork server imports once so that every job starts with them loaded (the
+#: LiveCodeBench harness and its import prelude).
+PRELOAD = ("ast", "atexit", "bisect", "collections", "copy", "datetime", "decimal", "faulthandler",
+           "fractions", "functools", "heapq", "io", "itertools", "math", "operator", "random",
+           "re", "select", "statistics", "string", "threading", "time", "traceback", "types",
+           "typing")
+
+
+def serve(sock_fd: int) -> None:
+    """Fork server: receive ``(spec JSON, [stdout, stderr, status] fds)`` messages on a
+    SOCK_SEQPACKET socket, fork a launcher per job (new session) and reply with its pid. Saves
+    the interpreter start-up and module imports of every job."""
+    import importlib
+    import socket
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    sock = socket.socket(fileno=sock_fd)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # launchers are reaped automatically
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 1 << 20, 3)
+        except OSError:
+            return
+        if not msg:
+            return  # the supervisor went away
+        spec = json.loads(msg)
+        pid = os.fork()
+        if pid == 0:
+            code = SETUP_FAILED
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                sock.close()
+                os.setsid()
+                os.dup2(fds[0], 1)
+                os.dup2(fds[1], 2)
+                spec["status_fd"] = fds[2]
+                for fd in fds[:2]:
+                    os.close(fd)
+                code = _launch(spec)
+            finally:
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        sock.send(str(pid).encode())
+
+
+def main() -> None:
+    if sys.argv[1] == "--serve":
+        serve(int(sys.argv[2]))
+        return
+    sys.exit(_launch(json.loads(sys.argv[1])))
 
 
 if __name__ == "__main__":

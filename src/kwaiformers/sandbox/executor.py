@@ -88,6 +88,7 @@ class SandboxConfig:
     tmp_dir: str | None = None
     uid_base: int = 2_000_000_000
     masked_paths: tuple[str, ...] = field(default_factory=_default_masked_paths)
+    fork_server: bool = True  # fork jobs from a pre-started launcher (no interpreter start-up)
 
     def __post_init__(self) -> None:
         if self.isolation is None:
@@ -195,6 +196,49 @@ def require_code_execution(explicit: bool | None = None) -> None:
         )
 
 
+class _ForkServer:
+    """A pre-started ``_prelude.py --serve`` process that forks one launcher per job.
+
+    Jobs then skip the interpreter start-up and the imports (the fork server preloads the
+    modules of the LiveCodeBench harness); isolation is unchanged, every launcher still creates
+    its own namespaces, limits and privileges."""
+
+    def __init__(self, python: str) -> None:
+        import socket
+
+        self._lock = threading.Lock()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = parent
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+               "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+        self.proc = subprocess.Popen(
+            [python, "-I", "-B", _PRELUDE, "--serve", str(child.fileno())],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, cwd="/", start_new_session=True, pass_fds=(child.fileno(),), close_fds=True)
+        child.close()
+
+    def launch(self, spec: dict, fds: Sequence[int]) -> int:
+        import socket
+
+        with self._lock:
+            socket.send_fds(self.sock, [json.dumps(spec).encode()], list(fds))
+            reply = self.sock.recv(64)
+        if not reply:
+            raise RuntimeError("sandbox fork server exited")
+        return int(reply)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+
 class Sandbox:
     """Run batches of :class:`Job` in parallel (worker pool sized to the CPUs).
 
@@ -219,6 +263,8 @@ class Sandbox:
         self._slot_lock = threading.Lock()
         self._uid_offset = (os.getpid() % 100_000) * 256
         self._probed = False
+        self._server: _ForkServer | None = None
+        self._server_lock = threading.Lock()
         if config.isolation == "namespaces":
             if not sys.platform.startswith("linux"):
                 raise SandboxUnavailableError(self._unavailable_message("not Linux"))
@@ -271,7 +317,26 @@ class Sandbox:
     def isolation(self) -> str:
         return str(self.config.isolation)
 
+    def close(self) -> None:
+        """Stop the fork server (also done at interpreter exit)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     # -- internals ---------------------------------------------------------------------------
+    def _get_server(self) -> _ForkServer | None:
+        if not self.config.fork_server:
+            return None
+        with self._server_lock:
+            if self._server is None or not self._server.alive():
+                self._server = _ForkServer(self.config.python)
+            return self._server
     def _probe(self) -> None:
         if self._probed:
             return
@@ -329,6 +394,11 @@ class Sandbox:
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                    "HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1",
                    "PYTHONIOENCODING": "utf-8"}
+            server = self._get_server()
+            if server is not None:
+                r, w = status_r, status_w
+                status_r = status_w = -1  # handed over: _execute_forked closes them
+                return self._execute_forked(server, job, spec, timeout, r, w)
             start = time.monotonic()
             proc = subprocess.Popen(
                 [c.python, "-I", "-B", _PRELUDE, json.dumps(spec)],
@@ -350,6 +420,71 @@ class Sandbox:
                 if fd >= 0:
                     os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _execute_forked(self, server: _ForkServer, job: Job, spec: dict, timeout: float,
+                        status_r: int, status_w: int) -> Result:
+        """Run through the fork server; the job ends when stdout, stderr and the status pipe
+        are all closed (every process of the job is gone)."""
+        c = self.config
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        start = time.monotonic()
+        try:
+            pid = server.launch(dict(spec, status_fd=-1), [out_w, err_w, status_w])
+        except BaseException:
+            for fd in (out_r, err_r, status_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (out_w, err_w, status_w):
+                os.close(fd)
+        deadline = start + timeout + c.startup_grace
+        bufs = {out_r: bytearray(), err_r: bytearray(), status_r: bytearray()}
+        caps = {out_r: c.max_output_bytes, err_r: c.max_stderr_bytes, status_r: 1 << 16}
+        overflow = timed_out = False
+        try:
+            with selectors.DefaultSelector() as sel:
+                for fd in bufs:
+                    sel.register(fd, selectors.EVENT_READ)
+                killed_at = None
+                while sel.get_map():
+                    now = time.monotonic()
+                    if killed_at is None and (now >= deadline or overflow):
+                        timed_out = not overflow
+                        self._killpg(pid)
+                        killed_at = now
+                    if killed_at is not None and now - killed_at > 5:
+                        break  # the pipes should have closed by now; give up on them
+                    wait = 0.5 if killed_at is not None else min(deadline - now, 0.5)
+                    for key, _ in sel.select(timeout=max(wait, 0.01)):
+                        chunk = os.read(key.fd, 65536)
+                        if not chunk:
+                            sel.unregister(key.fd)
+                            continue
+                        buf = bufs[key.fd]
+                        room = caps[key.fd] - len(buf)
+                        buf.extend(chunk[:max(room, 0)])
+                        if len(chunk) > room and key.fd == out_r:
+                            overflow = True
+        finally:
+            for fd in (out_r, err_r, status_r):
+                os.close(fd)
+        elapsed = time.monotonic() - start
+        decode = lambda b: bytes(b).decode("utf-8", errors="replace")  # noqa: E731
+        raw = decode(bufs[status_r]).strip().splitlines()
+        try:
+            report = json.loads(raw[-1]) if raw else {}
+        except json.JSONDecodeError:
+            report = {}
+        return self._classify(job, timeout, report, None, decode(bufs[out_r]),
+                              decode(bufs[err_r]), overflow, timed_out, elapsed)
+
+    @staticmethod
+    def _killpg(pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _collect(self, proc: subprocess.Popen, deadline: float):
         c = self.config
@@ -401,7 +536,8 @@ class Sandbox:
         except ProcessLookupError:
             pass
 
-    def _classify(self, job: Job, timeout: float, report: dict, returncode: int, out: str, err: str,
+    def _classify(self, job: Job, timeout: float, report: dict, returncode: int | None, out: str,
+                  err: str,
                   overflow: bool, timed_out: bool, elapsed: float) -> Result:
         def result(status: Status, reason: str = "") -> Result:
             return Result(status, out, err, elapsed, report.get("exit_code"), report.get("signal"),
