@@ -43,9 +43,25 @@ PARTITIONS = {
 NON_IID = ("shards2", "shards4", "dir0.1", "dir0.5")
 
 
-def verdicts(summary: dict) -> dict:
+def fedavg_at_bytes(runs: dict) -> float | None:
+    """FedAvg (every leaf round) accuracy at the first evaluation whose long-haul bytes reach
+    E-Tree's final long-haul bytes (so FedAvg gets at least as much top-level traffic)."""
+    if not {"etree", "fedavg_leaf"} <= runs.keys():
+        return None
+    accs = []
+    for et, fa in zip(runs["etree"], runs["fedavg_leaf"]):
+        budget = et["long_haul_bytes"]
+        pts = [h for h in fa["history"] if h["long_haul_bytes"] >= budget] or fa["history"][-1:]
+        accs.append(pts[0]["device_acc"])
+    return float(np.mean(accs))
+
+
+def verdicts(summary: dict, runs: dict | None = None) -> dict:
     s = {a: summary[a]["device_acc"] for a in summary}
     out = {}
+    fab = fedavg_at_bytes(runs or {})
+    if fab is not None:
+        out["etree_ge_fedavg_equal_long_haul_bytes"] = s["etree"] >= fab
     if {"etree", "gossip"} <= s.keys():
         out["etree_gt_gossip"] = s["etree"] > s["gossip"]
     if {"etree", "fedavg_global"} <= s.keys():
@@ -55,6 +71,31 @@ def verdicts(summary: dict) -> dict:
     if {"individual", "grouped", "etree"} <= s.keys():
         out["individual_lt_grouped_lt_etree"] = s["individual"] < s["grouped"] < s["etree"]
     return out
+
+
+def markdown(path: str) -> str:
+    """Markdown tables (mean over seeds) from a results JSON written by this script."""
+    with open(path) as f:
+        res = json.load(f)["results"]
+    lines = []
+    for scale, parts in res.items():
+        for part, r in parts.items():
+            n = len(next(iter(r["runs"].values())))
+            lines += [f"**{scale}, {part}** ({SCALES[scale]['num_devices']} devices on "
+                      f"{r['processes']} processes, {n} seed(s), {r['elapsed_s']:.0f} s)", "",
+                      "| arm | device acc (± std) | consensus acc | global rounds | "
+                      "long-haul MB | wall s |", "| --- | --- | --- | --- | --- | --- |"]
+            for arm, s in r["summary"].items():
+                lines.append(f"| {arm} | {s['device_acc']:.3f} ± {s['device_acc_std']:.3f} | "
+                             f"{s['consensus_acc']:.3f} | {s['global_rounds']} | "
+                             f"{s['long_haul_bytes'] / 1e6:.2f} | {s['wall_s']:.1f} |")
+            fab = fedavg_at_bytes(r["runs"])
+            if fab is not None:
+                lines.append(f"| fedavg_leaf at E-Tree's long-haul bytes | {fab:.3f} | | | | |")
+            v = verdicts(r["summary"], r["runs"])
+            lines += ["", "claims: " + ", ".join(f"{k} = {'yes' if b else 'NO'}"
+                                                 for k, b in v.items()), ""]
+    return "\n".join(lines)
 
 
 def plot(results: dict, path: str) -> None:
@@ -101,7 +142,11 @@ def main(argv=None) -> int:
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--out", default="docs", help="folder for the JSON results and the plots")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--markdown", metavar="JSON", help="print markdown tables of a results file")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(args.markdown))
+        return 0
     if args.quick:
         args.scales, args.partitions, args.seeds, args.leaf_rounds = (
             ["quick8"], ["shards2"], [0], 16)
@@ -123,7 +168,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             out = run_recipe(cfg)
             elapsed = time.perf_counter() - t0
-            v = verdicts(out["summary"])
+            v = verdicts(out["summary"], out["runs"])
             all_results[scale][part] = {"runs": out["runs"], "summary": out["summary"],
                                         "verdicts": v, "elapsed_s": elapsed,
                                         "processes": nproc}
