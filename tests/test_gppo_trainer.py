@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 
 import pytest
 import torch
@@ -246,3 +247,27 @@ def test_unsupported_options_raise_at_init(tokenizer, tmp_path):
 
         GPPOTrainer(make_tiny_qwen3(tokenizer), _varied_reward,
                     GRPOConfig(**_common_args(tmp_path)), _dataset(), processing_class=tokenizer)
+
+
+def test_sequence_level_kl_lora_conversational(tokenizer, tmp_path):
+    """Supported TRL options together: GSPO sequence-level ratios, KL beta, LoRA, chat prompts."""
+    from peft import LoraConfig
+
+    from kwaiformers.rewards.math_reward import completion_text
+
+    def reward(completions, **kwargs):
+        return _varied_reward([completion_text(c) for c in completions])
+
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"q{i}"}] for i in range(8)]})
+    args = GPPOConfig(**_common_args(tmp_path, importance_sampling_level="sequence", loss_type="grpo",
+                                     beta=0.04, dual_clip_c=10.0, positive_nll_coef=0.1,
+                                     positive_reward_threshold=0.5, learning_rate=1e-2))
+    trainer = GPPOTrainer(model=make_tiny_qwen3(tokenizer, seed=0), reward_funcs=reward, args=args,
+                          train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    trainer.train()
+    logs = [e for e in trainer.state.log_history if "loss" in e]
+    assert len(logs) == 2 and all(math.isfinite(e["loss"]) for e in logs)
+    assert "kl" in logs[-1] and "gppo/positive_nll" in logs[-1] and "gppo/dual_clip_ratio" in logs[-1]
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
