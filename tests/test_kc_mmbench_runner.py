@@ -183,3 +183,47 @@ def test_adapter_validates_arguments(bench):
         kc.KCMMBenchTask(path=bench, vqa_mode="judge")
     with pytest.raises(ValueError, match="unknown KC-MMBench task"):
         kc.KCMMBenchTask(path=bench, tasks="VideoMME")
+
+
+def test_vllm_backend_gets_openai_image_items(bench, tmp_path, monkeypatch):
+    """vLLM is optional: a fake ``vllm`` module records what the runner sends to ``LLM.chat``."""
+    import base64
+    import sys
+    import types
+
+    from kwaiformers.evaluation.runner import openai_image_messages
+
+    task = kc.KCMMBenchTask(path=bench, tasks="SPU", think="think")
+    sample = task.load_samples()[0]
+    conv = openai_image_messages(task.build_messages(sample))
+    items = conv[0]["content"]
+    assert [i["type"] for i in items] == ["image_url", "image_url", "text"]
+    url = items[0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+    with open(sample.data["sample"].image_paths[0], "rb") as f:
+        assert base64.b64decode(url.split(",", 1)[1]) == f.read()
+
+    seen = {}
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            seen["init"] = kwargs
+
+        def chat(self, conversations, params, **kwargs):
+            seen["chat"] = conversations
+            out = types.SimpleNamespace(text="是", finish_reason="stop", token_ids=[1])
+            return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = LLM
+    fake.SamplingParams = lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    from kwaiformers.cli import main
+
+    assert main(["eval", "kc-mmbench", "--backend", "vllm", "--model", "fake/model", "--data",
+                 bench, "--tasks", "SPU", "--output-dir", str(tmp_path / "v"),
+                 "--no-progress"]) == 0
+    assert seen["init"]["limit_mm_per_prompt"] == {"image": 100}
+    assert all(i["type"] in {"image_url", "text"} for c in seen["chat"] for i in c[0]["content"])
+    with open(tmp_path / "v" / "results.json", encoding="utf-8") as f:
+        assert json.load(f)["metrics"]["SPU/accuracy"] == 50.0

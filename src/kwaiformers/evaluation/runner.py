@@ -238,11 +238,51 @@ class VLLMBackend(GenerationBackend):
         params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
                                 top_k=config.top_k if config.top_k is not None else -1,
                                 max_tokens=config.max_new_tokens, seed=seed)
-        outputs = self.llm.chat(list(conversations), params, use_tqdm=False,
+        outputs = self.llm.chat([openai_image_messages(c) for c in conversations], params,
+                                use_tqdm=False,
                                 chat_template=self.chat_template,
                                 chat_template_kwargs=config.chat_template_kwargs or None)
         return [Generation(o.outputs[0].text, o.outputs[0].finish_reason or "stop",
                            len(o.outputs[0].token_ids)) for o in outputs]
+
+
+def openai_image_messages(conversation: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copy of ``conversation`` with transformers-style image items (``{"type": "image", "path" |
+    "url" | "image": ...}``) rewritten as OpenAI ``image_url`` items, the format ``vllm.LLM.chat``
+    reads; local files and PIL images become base64 data URLs. Other items are kept as they are."""
+    import base64
+    import io
+    import mimetypes
+
+    out = []
+    for message in conversation:
+        content = message.get("content")
+        if not isinstance(content, list):
+            out.append(dict(message))
+            continue
+        items = []
+        for item in content:
+            if item.get("type") != "image":
+                items.append(item)
+                continue
+            value = item.get("image", item.get("path", item.get("url")))
+            if isinstance(value, str) and value.startswith(("http://", "https://", "data:")):
+                url = value
+            elif isinstance(value, (str, os.PathLike)):
+                path = os.fspath(value).removeprefix("file://")
+                with open(path, "rb") as f:
+                    data = base64.b64encode(f.read()).decode()
+                mime = mimetypes.guess_type(path)[0] or "image/png"
+                url = f"data:{mime};base64,{data}"
+            elif hasattr(value, "save"):  # PIL image
+                buf = io.BytesIO()
+                value.save(buf, format="PNG")
+                url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+            else:
+                raise ValueError(f"image item needs 'path', 'url' or 'image', got {sorted(item)}")
+            items.append({"type": "image_url", "image_url": {"url": url}})
+        out.append({**message, "content": items})
+    return out
 
 
 def read_chat_template(value: str | None) -> str | None:
@@ -575,7 +615,8 @@ def run_from_args(task: TaskAdapter, args) -> dict[str, Any]:
             raise ValueError("pass --model (to generate) or --predictions (to score only)")
         template = read_chat_template(args.chat_template)
         if args.backend == "vllm":
-            backend = VLLMBackend(args.model, chat_template=template,
+            mm = {"limit_mm_per_prompt": {"image": 100}} if args.kind == "multimodal" else {}
+            backend = VLLMBackend(args.model, chat_template=template, **mm,
                                   tensor_parallel_size=args.tensor_parallel_size,
                                   max_model_len=args.max_model_len, seed=args.seed,
                                   trust_remote_code=args.trust_remote_code)
