@@ -204,28 +204,36 @@ def register_auto_classes(configs_only: bool = False) -> None:
     """
     global _running
     with _lock:
-        if _running:  # a registered module finished importing while we were registering
+        if _running:  # re-entered from an import hook fired while registering: run it afterwards
+            _pending.add(configs_only)
             return
         _running = True
         try:
-            for entry in AUTO_REGISTRATIONS:
-                try:
-                    if configs_only:
-                        _register_config(entry)
-                    else:
-                        _register_models(entry)
-                except Exception as exc:
-                    if any(_initializing(m) for m in _entry_modules(entry)):
-                        # Circular import: the entry's own module is still executing (it imported
-                        # transformers for the first time). It is retried when that module finishes.
-                        logger.debug("deferring registration of %r: %r", entry.model_type, exc)
-                    else:
-                        raise
+            levels = {configs_only}
+            while levels:
+                level = min(levels)  # False (full registration) covers True (configs only)
+                _pending.clear()
+                for entry in AUTO_REGISTRATIONS:
+                    try:
+                        if level:
+                            _register_config(entry)
+                        else:
+                            _register_models(entry)
+                    except Exception as exc:
+                        if any(_initializing(m) for m in _entry_modules(entry)):
+                            # Circular import: the entry's own module is still executing (it
+                            # imported transformers for the first time); retried when it finishes.
+                            logger.debug("deferring registration of %r: %r", entry.model_type, exc)
+                        else:
+                            raise
+                levels = {lv for lv in _pending if not (lv and not level)}
         finally:
             _running = False
+            _pending.clear()
 
 
 _running = False
+_pending: set[bool] = set()
 
 
 def _entry_modules(entry: AutoRegistration) -> set[str]:
