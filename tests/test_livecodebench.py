@@ -122,6 +122,12 @@ def test_loader_windows_and_filters(lcb_dir):
                                 end_date="2024-12-31", platforms=["atcoder"])
     assert [p.question_id for p in custom] == ["abc-0", "abc-1"]
     assert len(load_livecodebench(lcb_dir, subset="v6")) == 1
+    # the datasets (Arrow) path: a parquet file through load_dataset("parquet")
+    import datasets
+
+    parquet = os.path.join(lcb_dir, "lcb.parquet")
+    datasets.Dataset.from_list(fixture_rows()["test5.jsonl"]).to_parquet(parquet)
+    assert [p.question_id for p in load_livecodebench(parquet, window="v5")] == ["lc-1", "abc-1"]
     with pytest.raises(ValueError, match="window must be one of"):
         load_livecodebench(lcb_dir, window="v7")
     with pytest.raises(ValueError, match="subset must look like"):

@@ -18,6 +18,7 @@ put your final answer within \\boxed{}.", as a single user turn.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from collections.abc import Mapping, Sequence
@@ -72,10 +73,14 @@ def load_aime(name_or_path: str = "aime24", *, split: str | None = None,
                          f"got {name_or_path!r}")
     if os.path.isfile(name_or_path):
         ext = name_or_path.rsplit(".", 1)[-1].lower()
-        builder = {"json": "json", "jsonl": "json", "parquet": "parquet", "csv": "csv"}.get(ext)
-        if builder is None:
-            raise ValueError(f"unsupported AIME file type {ext!r} (json, jsonl, parquet, csv)")
-        ds = datasets.load_dataset(builder, data_files=name_or_path, split="train")
+        if ext == "jsonl":  # small local files: no Arrow cache needed
+            with open(name_or_path, encoding="utf-8") as f:
+                ds = [json.loads(line) for line in f if line.strip()]
+        else:
+            builder = {"json": "json", "parquet": "parquet", "csv": "csv"}.get(ext)
+            if builder is None:
+                raise ValueError(f"unsupported AIME file type {ext!r} (json, jsonl, parquet, csv)")
+            ds = datasets.load_dataset(builder, data_files=name_or_path, split="train")
     else:
         known = AIME_DATASETS.get(name_or_path)
         hub_id = known.hub_id if known else name_or_path

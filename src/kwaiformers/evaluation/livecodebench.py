@@ -390,6 +390,24 @@ def resolve_window(window: str | None = None, start_date: str | None = None,
     return start, end
 
 
+def _iter_json_lines(paths: Sequence[str]):
+    """Stream rows of local ``.jsonl`` files (or a ``.json`` list) without an Arrow cache."""
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                rows = json.load(f)
+                if not isinstance(rows, list):
+                    raise ValueError(f"{path}: expected a JSON list of problems")
+                yield from rows
+                continue
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ValueError(f"{path}:{lineno}: invalid JSON ({exc})") from None
+
+
 def load_livecodebench(
     source: str = LCB_HUB_ID,
     *,
@@ -406,13 +424,16 @@ def load_livecodebench(
     ``source``: the Hub dataset (its ``testN.jsonl`` files are read with the ``json`` builder;
     ``subset`` picks them, default ``release_v6`` or :data:`DEFAULT_WINDOW_SUBSET` with a window),
     a parquet mirror id ending in ``@parquet`` (e.g. ``lighteval/code_generation_lite@parquet``,
-    loaded with ``subset`` as config), a local ``.jsonl``/``.json``/``.parquet`` file, or a
-    directory of ``testN.jsonl`` files. Problems are filtered by the date ``window`` / dates
+    loaded with ``subset`` as config), a local ``.parquet`` file (``load_dataset("parquet")``),
+    a local ``.jsonl``/``.json`` file, or a directory of ``testN.jsonl`` files (local JSON is
+    streamed directly, without building an Arrow cache). Problems are filtered by the date ``window`` / dates
     (inclusive), platforms and difficulties, and sorted by date then id.
     """
     import datasets
 
     start, end = resolve_window(window, start_date, end_date)
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"source must be a Hub id, a file or a directory, got {source!r}")
     if subset is None:
         subset = DEFAULT_WINDOW_SUBSET if (start or end) else "release_v6"
     if os.path.isdir(source):
@@ -420,10 +441,11 @@ def load_livecodebench(
                  if os.path.exists(os.path.join(source, f))]
         if not files:
             raise ValueError(f"{source} holds none of {_subset_files(subset)}")
-        ds = datasets.load_dataset("json", data_files=files, split="train")
+        ds = _iter_json_lines(files)
+    elif os.path.isfile(source) and not source.endswith(".parquet"):
+        ds = _iter_json_lines([source])
     elif os.path.isfile(source):
-        builder = "parquet" if source.endswith(".parquet") else "json"
-        ds = datasets.load_dataset(builder, data_files=source, split="train")
+        ds = datasets.load_dataset("parquet", data_files=source, split="train")
     elif source.endswith("@parquet"):
         ds = datasets.load_dataset(source[: -len("@parquet")], subset, split="test",
                                    revision=revision)
