@@ -131,3 +131,22 @@ def test_bad_predictions_are_rejected(tmp_path, aime_file):
         score_aime([["a"], ["a", "b"]], ["1", "2"])
     with pytest.raises(ValueError, match="exactly one of"):
         evaluate_task(AIMETask(aime_file), output_dir=tmp_path / "x")
+
+
+def test_cli_generates_with_a_saved_tiny_model(tmp_path, aime_file, backend):
+    from kwaiformers.cli import main
+
+    model_dir = tmp_path / "tiny"
+    backend.model.save_pretrained(model_dir)
+    backend.tokenizer.save_pretrained(model_dir)
+    out = tmp_path / "cli"
+    code = main(["eval", "aime", "--dataset", aime_file, "--model", str(model_dir), "--n", "2",
+                 "--k", "1,2", "--max-new-tokens", "4", "--batch-size", "3", "--output-dir",
+                 str(out), "--model-name", "tiny-qwen3", "--no-progress", "--limit", "2",
+                 "--chat-template-kwargs", '{"enable_thinking": false}'])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_problems"] == 2 and results["n"] == 2
+    assert results["generation"]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert len(GenerationCache(out).load()) == 4
+    assert "tiny-qwen3" in (out / "README.md").read_text()

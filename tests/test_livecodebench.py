@@ -221,3 +221,24 @@ def test_score_and_runner_scoring_mode(tmp_path, lcb_dir, sandbox):
                                      sandbox=sandbox)
     assert math.isclose(metrics["pass@1"], 50.0)
     assert isinstance(LCBProblem.from_row(fixture_rows()["test6.jsonl"][0]).private_tests, list)
+
+
+def test_cli_scoring_only(tmp_path, lcb_dir, monkeypatch):
+    from kwaiformers.cli import main
+
+    if os.geteuid() != 0:
+        pytest.skip("namespace isolation needs root (CI runs as root)")
+    monkeypatch.delenv("KWAIFORMERS_ALLOW_CODE_EXECUTION", raising=False)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "cf-1", "responses": [
+        "<think>r</think>\n```python\na, b = map(int, input().split())\nprint(a / b)\n```"]}))
+    args = ["eval", "livecodebench", "--dataset", lcb_dir, "--subset", "v5_v6", "--window", "v6",
+            "--predictions", str(preds), "--output-dir", str(tmp_path / "o"), "--no-progress"]
+    from kwaiformers.sandbox import CodeExecutionNotAllowedError
+
+    with pytest.raises(CodeExecutionNotAllowedError):
+        main(args)
+    assert main([*args, "--allow-code-execution"]) == 0
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["metrics"]["pass@1"] == 100.0 and results["num_problems"] == 1
+    assert results["dataset"]["num_problems"] == 1 and results["info"]["window"] == "v6"
