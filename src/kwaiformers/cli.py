@@ -25,6 +25,7 @@ class Command:
 
 #: name -> command. Names with a space are sub-commands of a group (``train``, ``eval``).
 COMMANDS: dict[str, Command] = {
+    "train keye-sft": Command("kwaiformers.trainers.keye_sft_recipe", "Keye-VL image/video SFT, five cold-start modes (TRL)"),
     "env": Command("kwaiformers.utils.env", "print versions of the HF stack, threads and GPUs"),
     "train gppo": Command("kwaiformers.trainers.gppo_recipe", "GPPO RL (Klear-Reasoner) from a YAML recipe"),
     "train sft": Command("kwaiformers.trainers.sft_recipe", "long chain-of-thought SFT (TRL SFTTrainer)"),
@@ -33,6 +34,9 @@ COMMANDS: dict[str, Command] = {
     "eval kc-mmbench": Command("kwaiformers.evaluation.kc_mmbench", "KC-MMBench (Keye-VL) runner"),
     "eval mcq": Command("kwaiformers.evaluation.mm_mcq", "image/video multiple-choice TSV/JSONL runner"),
     "train etree": Command("kwaiformers.federated.recipe", "E-Tree decentralised training + baselines"),
+    "train onerec": Command("kwaiformers.trainers.onerec_pretrain", "OneRec-V1 / OneRec-V2 pretraining (NTP, Recall/NDCG eval)"),
+    "train onerec-rl": Command("kwaiformers.trainers.onerec_rl_recipe", "OneRec alignment: ECPO / GBPO (DARS) / hybrid"),
+    "quickstart": Command("kwaiformers.quickstart", "OneRec-V2 + GBPO end to end on the simulator (offline, CPU)"),
 }
 
 GROUPS: dict[str, str] = {
