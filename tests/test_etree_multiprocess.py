@@ -71,8 +71,14 @@ def _merge(ranks: list[dict], key: str) -> dict[int, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------- tests
-def test_tree_rounds_weighted_average_gossip_and_virtual_devices(tmp_path):
-    ranks = _scenario("engine", 2, tmp_path)
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """One 2-rank launch runs the engine and checkpoint/Trainer scenarios (saves a launch)."""
+    return _scenario("both", 2, tmp_path_factory.mktemp("etree_mp"))
+
+
+def test_tree_rounds_weighted_average_gossip_and_virtual_devices(two_ranks):
+    ranks = [r["engine"] for r in two_ranks]
     w = {d: d + 1.0 for d in range(8)}
     clusters = [[0, 1, 4], [2, 3, 5, 6, 7]]
     x0, x1 = _merge(ranks, "x0"), _merge(ranks, "x1")
@@ -119,8 +125,8 @@ def test_tree_rounds_weighted_average_gossip_and_virtual_devices(tmp_path):
     np.testing.assert_allclose(ranks[0]["consensus"], ranks[1]["consensus"])
 
 
-def test_exact_resume_and_trainer_callback(tmp_path):
-    ranks = _scenario("ckpt_trainer", 2, tmp_path)
+def test_exact_resume_and_trainer_callback(two_ranks):
+    ranks = [r["ckpt"] for r in two_ranks]
     for r in ranks:
         np.testing.assert_array_equal(np.asarray(r["resumed"]), np.asarray(r["straight"]))
         assert r["resumed_steps"] == 6 and r["n_keys"] == r["expected_keys"]
@@ -354,6 +360,10 @@ def scenario_ckpt_trainer(out: Path) -> dict:
     fed.aggregate(0)
     res["trainer_avg"] = _vec(model)
     return res
+
+
+def scenario_both(out: Path) -> dict:
+    return {"engine": scenario_engine(out), "ckpt": scenario_ckpt_trainer(out)}
 
 
 if __name__ == "__main__":
