@@ -150,3 +150,56 @@ def test_cli_generates_with_a_saved_tiny_model(tmp_path, aime_file, backend):
     assert results["generation"]["chat_template_kwargs"] == {"enable_thinking": False}
     assert len(GenerationCache(out).load()) == 4
     assert "tiny-qwen3" in (out / "README.md").read_text()
+
+
+_KILLED_RUN = r'''
+import sys, time
+from kwaiformers.evaluation.aime import AIMETask
+from kwaiformers.evaluation.runner import Generation, GenerationBackend, GenerationConfig, evaluate_task
+
+class Slow(GenerationBackend):
+    name, model_name = "fake", "fake-model"
+    def generate(self, conversations, config, seed=0):
+        time.sleep(0.3)
+        return [Generation("<think>t</think> \\boxed{4}") for _ in conversations]
+
+evaluate_task(AIMETask(sys.argv[1]), output_dir=sys.argv[2], backend=Slow(),
+              config=GenerationConfig(n=4, batch_size=1, max_new_tokens=8), progress=False)
+'''
+
+
+def test_resume_after_sigkill(tmp_path, aime_file):
+    """A real ``kill -9`` of a generating process, then a resume that completes the cache."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from kwaiformers.evaluation.runner import Generation, GenerationBackend
+
+    out = tmp_path / "killed"
+    script = tmp_path / "run.py"
+    script.write_text(_KILLED_RUN)
+    proc = subprocess.Popen([sys.executable, str(script), aime_file, str(out)])
+    cache = GenerationCache(out)
+    deadline = time.monotonic() + 120
+    while len(cache.load()) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(cache.load())
+    assert 3 <= done_before < 12
+
+    class Counting(GenerationBackend):
+        name, model_name, rows = "fake", "fake-model", 0
+
+        def generate(self, conversations, config, seed=0):
+            Counting.rows += len(conversations)
+            return [Generation("<think>t</think> \\boxed{30}") for _ in conversations]
+
+    results = evaluate_task(AIMETask(aime_file), output_dir=out, backend=Counting(),
+                            config=GenerationConfig(n=4, batch_size=1, max_new_tokens=8),
+                            progress=False)
+    assert Counting.rows == 12 - done_before
+    assert len(cache.load()) == 12 and results["n"] == 4
