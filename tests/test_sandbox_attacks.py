@@ -218,3 +218,15 @@ def test_process_mode_kills_leftovers(tmp_path):
     while _processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _processes_with(marker) == []
+
+
+def test_fork_server_restarts_and_direct_mode(sandbox):
+    sandbox.run(Job("pass"))
+    sandbox._server.proc.kill()  # the fork server dies: the next jobs still run
+    sandbox._server.proc.wait()
+    jobs = [Job("print(6 * 7)", expected_output="42")] * 2
+    assert [r.status for r in sandbox.run_batch(jobs)] == ["passed", "passed"]
+    direct = Sandbox(SandboxConfig(allow_code_execution=True, fork_server=False,
+                                   startup_grace=1.0))
+    results = direct.run_batch([*jobs, Job("import time\ntime.sleep(30)\n", timeout=1.0)])
+    assert [r.status for r in results] == ["passed", "passed", "timeout"]

@@ -196,6 +196,10 @@ def require_code_execution(explicit: bool | None = None) -> None:
         )
 
 
+class _ServerDown(RuntimeError):
+    """The fork server could not take a job."""
+
+
 class _ForkServer:
     """A pre-started ``_prelude.py --serve`` process that forks one launcher per job.
 
@@ -380,7 +384,7 @@ class Sandbox:
         c = self.config
         timeout = job.timeout if job.timeout is not None else c.default_timeout
         workdir = tempfile.mkdtemp(prefix="kwf-sandbox-", dir=c.tmp_dir)
-        status_r, status_w = os.pipe()
+        status_r = status_w = -1
         try:
             with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as f:
                 f.write(job.program)
@@ -390,15 +394,18 @@ class Sandbox:
             for name, data in job.files.items():
                 with open(os.path.join(workdir, name), "wb") as f:
                     f.write(data.encode() if isinstance(data, str) else data)
-            spec = self._spec(workdir, status_w, job, timeout, slot)
+            spec = self._spec(workdir, -1, job, timeout, slot)
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                    "HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1",
                    "PYTHONIOENCODING": "utf-8"}
             server = self._get_server()
             if server is not None:
-                r, w = status_r, status_w
-                status_r = status_w = -1  # handed over: _execute_forked closes them
-                return self._execute_forked(server, job, spec, timeout, r, w)
+                try:
+                    return self._execute_forked(server, job, spec, timeout)
+                except _ServerDown:  # restart it for the next job; run this one directly
+                    self._drop_server(server)
+            status_r, status_w = os.pipe()
+            spec["status_fd"] = status_w
             start = time.monotonic()
             proc = subprocess.Popen(
                 [c.python, "-I", "-B", _PRELUDE, json.dumps(spec)],
@@ -421,19 +428,21 @@ class Sandbox:
                     os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _execute_forked(self, server: _ForkServer, job: Job, spec: dict, timeout: float,
-                        status_r: int, status_w: int) -> Result:
+    def _execute_forked(self, server: _ForkServer, job: Job, spec: dict, timeout: float) -> Result:
         """Run through the fork server; the job ends when stdout, stderr and the status pipe
         are all closed (every process of the job is gone)."""
         c = self.config
+        status_r, status_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         start = time.monotonic()
         try:
             pid = server.launch(dict(spec, status_fd=-1), [out_w, err_w, status_w])
-        except BaseException:
+        except BaseException as exc:
             for fd in (out_r, err_r, status_r):
                 os.close(fd)
+            if isinstance(exc, (OSError, RuntimeError, ValueError)):
+                raise _ServerDown(str(exc)) from exc
             raise
         finally:
             for fd in (out_w, err_w, status_w):
@@ -481,10 +490,17 @@ class Sandbox:
 
     @staticmethod
     def _killpg(pid: int) -> None:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for kill in (os.killpg, os.kill):  # the group, and the launcher itself in case it has
+            try:                            # not reached setsid() yet
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _drop_server(self, server: _ForkServer) -> None:
+        with self._server_lock:
+            if self._server is server:
+                self._server = None
+        server.close()
 
     def _collect(self, proc: subprocess.Popen, deadline: float):
         c = self.config
