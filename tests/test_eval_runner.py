@@ -203,3 +203,65 @@ def test_resume_after_sigkill(tmp_path, aime_file):
                             progress=False)
     assert Counting.rows == 12 - done_before
     assert len(cache.load()) == 12 and results["n"] == 4
+
+
+def test_vllm_backend_contract(monkeypatch, tmp_path, aime_file):
+    """The vLLM backend with a stand-in ``vllm`` module (vLLM itself needs a GPU): the runner
+    hands it chat conversations and sampling settings and maps its outputs."""
+    import sys
+    import types
+
+    from kwaiformers.evaluation.runner import VLLMBackend
+
+    calls = {}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            calls["sampling"] = kwargs
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            calls["llm"] = (model, kwargs)
+
+        def chat(self, conversations, params, use_tqdm, chat_template, chat_template_kwargs):
+            calls["chat"] = (conversations, chat_template, chat_template_kwargs)
+            out = types.SimpleNamespace(text="<think>t</think> \\boxed{4}", finish_reason="length",
+                                        token_ids=[1, 2, 3])
+            return [types.SimpleNamespace(outputs=[out]) for _ in conversations]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM,
+                                                                   SamplingParams=SamplingParams))
+    backend = VLLMBackend("org/model", tensor_parallel_size=2, max_model_len=4096)
+    config = GenerationConfig(n=2, max_new_tokens=64, chat_template_kwargs={"enable_thinking": True})
+    results = evaluate_task(AIMETask(aime_file), output_dir=tmp_path / "v", backend=backend,
+                            config=config, progress=False)
+    assert calls["llm"] == ("org/model", {"tensor_parallel_size": 2, "max_model_len": 4096})
+    assert calls["sampling"]["max_tokens"] == 64 and "top_k" not in calls["sampling"]
+    conversations, _, template_kwargs = calls["chat"]
+    assert conversations[0][0]["role"] == "user" and template_kwargs == {"enable_thinking": True}
+    assert results["metrics"]["truncated_rate"] == 100.0  # finish_reason "length" is kept
+
+
+def test_push_model_index_merges(monkeypatch):
+    import huggingface_hub
+
+    from kwaiformers.evaluation.model_card import make_eval_result, push_model_index
+
+    old = make_eval_result(dataset_type="HuggingFaceH4/aime_2024", dataset_name="AIME 2024",
+                           metric_type="avg@8", metric_value=10.0)
+    other = make_eval_result(dataset_type="x/y", dataset_name="Y", metric_type="acc",
+                             metric_value=1.0)
+    seen = {}
+    card = huggingface_hub.ModelCard("---\n---\n")
+    card.data.eval_results = [old, other]
+    monkeypatch.setattr(huggingface_hub.ModelCard, "load", classmethod(lambda cls, *a, **k: card))
+    monkeypatch.setattr(huggingface_hub, "metadata_update",
+                        lambda repo, meta, **kw: seen.update(repo=repo, meta=meta, **kw) or "url")
+    new = make_eval_result(dataset_type="HuggingFaceH4/aime_2024", dataset_name="AIME 2024",
+                           metric_type="avg@8", metric_value=42.0)
+    assert push_model_index("me/model", "model", [new]) == "url"
+    metrics = [m for r in seen["meta"]["model-index"][0]["results"] for m in r["metrics"]]
+    assert sorted(m["value"] for m in metrics) == [1.0, 42.0] and seen["overwrite"] is True
+    with pytest.raises(ValueError, match="finite number"):
+        make_eval_result(dataset_type="a", dataset_name="b", metric_type="c",
+                         metric_value=float("nan"))

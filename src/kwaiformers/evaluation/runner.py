@@ -235,9 +235,12 @@ class VLLMBackend(GenerationBackend):
     def generate(self, conversations, config, seed=0):
         from vllm import SamplingParams
 
-        params = SamplingParams(n=1, temperature=config.temperature, top_p=config.top_p,
-                                top_k=config.top_k if config.top_k is not None else -1,
-                                max_tokens=config.max_new_tokens, seed=seed)
+        kwargs: dict[str, Any] = {"n": 1, "temperature": config.temperature,
+                                  "top_p": config.top_p, "max_tokens": config.max_new_tokens,
+                                  "seed": seed}
+        if config.top_k is not None:  # otherwise vLLM's default (disabled)
+            kwargs["top_k"] = config.top_k
+        params = SamplingParams(**kwargs)
         outputs = self.llm.chat([openai_image_messages(c) for c in conversations], params,
                                 use_tqdm=False,
                                 chat_template=self.chat_template,
