@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from kwaiformers.data.loaders import (
     INTERACTION_COLUMNS,
@@ -12,6 +13,16 @@ from kwaiformers.data.loaders import (
     load_kuairec,
     load_movielens,
 )
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 
 KR_LOG_HEADER = (
     "user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,"

@@ -11,6 +11,15 @@ from kwaiformers.models.onerec.kmeans import balanced_kmeans, kmeans
 from kwaiformers.models.onerec.semantic_ids import SemanticIdIndex, SemanticIdTokenizer
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _blobs(n_per: int = 50, k: int = 8, dim: int = 16, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(k, dim, generator=g) * 10
@@ -181,11 +190,17 @@ def _brute_force_mask(codes: torch.Tensor, prefixes: torch.Tensor, size: int) ->
     return mask
 
 
-def test_trie_masks_equal_brute_force():
+@pytest.mark.parametrize("dense_tables", [True, False])
+def test_trie_masks_equal_brute_force(dense_tables, monkeypatch):
+    from kwaiformers.models.onerec import item_index
+
+    if not dense_tables:  # force the ragged-scatter path
+        monkeypatch.setattr(item_index, "_MAX_BITMAP", 0)
     g = torch.Generator().manual_seed(0)
     sizes = [5, 4, 6]
     codes = torch.stack([torch.randint(s, (60,), generator=g) for s in sizes], 1)
     idx = SemanticIdIndex.from_codes(codes, sizes)
+    assert (idx._bitmaps[1] is not None) == dense_tables
     for depth in range(3):
         # every possible prefix (legal and illegal) plus out-of-range ones
         if depth == 0:
@@ -202,7 +217,12 @@ def test_trie_masks_equal_brute_force():
         idx.allowed_next_codes(torch.zeros(2, 3, dtype=torch.long))
 
 
-def test_trie_512_beams_matches_reference_on_larger_codebook():
+@pytest.mark.parametrize("dense_tables", [True, False])
+def test_trie_512_beams_matches_reference_on_larger_codebook(dense_tables, monkeypatch):
+    from kwaiformers.models.onerec import item_index
+
+    if not dense_tables:
+        monkeypatch.setattr(item_index, "_MAX_BITMAP", 0)
     g = torch.Generator().manual_seed(1)
     sizes = [64, 64, 64]
     codes = torch.randint(64, (3000, 3), generator=g)

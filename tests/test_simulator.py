@@ -17,6 +17,15 @@ from kwaiformers.data.simulator import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def sim_logs():
     sim = UserSimulator(config=SimulatorConfig(log_exposure_prob=True, random_exposure_rate=0.2))

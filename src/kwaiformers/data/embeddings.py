@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,14 @@ def default_text_encoder_path() -> str:
     return DEFAULT_TEXT_ENCODER
 
 
+@functools.lru_cache(maxsize=2)
+def _load_encoder(path: str) -> tuple[Any, Any]:
+    """Tokenizer and encoder, cached per path (loading dominates small calls)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+
 @torch.no_grad()
 def text_embeddings(
     texts: Sequence[str],
@@ -50,15 +59,13 @@ def text_embeddings(
 ) -> torch.Tensor:
     """Mean-pooled sentence embeddings ``FloatTensor[N, H]`` of ``texts`` (CPU tensor)."""
     from tqdm.auto import tqdm
-    from transformers import AutoModel, AutoTokenizer
 
     if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
         raise TypeError("texts must be a sequence of strings")
     if len(texts) == 0:
         raise ValueError("texts is empty")
     path = model_name_or_path or default_text_encoder_path()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+    tokenizer, model = _load_encoder(path)
     if device is not None:
         model.to(device)
     dev = next(model.parameters()).device

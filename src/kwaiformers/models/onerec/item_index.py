@@ -28,6 +28,7 @@ __all__ = ["SemanticIdIndex"]
 INDEX_WEIGHTS_NAME = "semantic_id_index.safetensors"
 INDEX_CONFIG_NAME = "semantic_id_index.json"
 _FORMAT_VERSION = 1
+_MAX_BITMAP = 1 << 25  # bools (32 MB) per level for the dense allowed-next-code tables
 
 
 def _as_long_2d(codes: Any, name: str) -> torch.Tensor:
@@ -180,6 +181,19 @@ class SemanticIdIndex:
         root = torch.zeros(self.level_sizes[0], dtype=torch.bool)
         root[self._edge_child[0]] = True
         self._root_mask = root
+        # dense per-parent bitmaps where small (one gather per query instead of a ragged scatter)
+        self._parents: list[torch.Tensor | None] = [None]
+        self._bitmaps: list[torch.Tensor | None] = [None]
+        for lvl in range(1, self.num_levels):
+            parents, inverse = torch.unique_consecutive(self._edge_parent[lvl], return_inverse=True)
+            if parents.numel() * self.level_sizes[lvl] > _MAX_BITMAP:
+                self._parents.append(None)
+                self._bitmaps.append(None)
+                continue
+            bitmap = torch.zeros(parents.numel() + 1, self.level_sizes[lvl], dtype=torch.bool)
+            bitmap[inverse, self._edge_child[lvl]] = True  # last row stays all-False (illegal)
+            self._parents.append(parents)
+            self._bitmaps.append(bitmap)
 
     # ------------------------------------------------------------------ queries
     def _check_query(self, codes: Any, width: int | None, name: str) -> torch.Tensor:
@@ -219,6 +233,12 @@ class SemanticIdIndex:
         pk = torch.zeros(bsz, dtype=torch.long)
         for lvl in range(depth):
             pk = pk * self.level_sizes[lvl] + p[:, lvl]
+        bitmap = self._bitmaps[depth]
+        if bitmap is not None:
+            parents = self._parents[depth]
+            pos = torch.searchsorted(parents, pk).clamp_max(parents.numel() - 1)
+            found = ok & (parents[pos] == pk)
+            return bitmap[torch.where(found, pos, parents.numel())].to(device)
         parent = self._edge_parent[depth]
         lo = torch.searchsorted(parent, pk, right=False)
         hi = torch.searchsorted(parent, pk, right=True)
