@@ -35,14 +35,14 @@ def _processes_with(marker: str) -> list[int]:
     return found
 
 
-def _processes_with_uid_at_least(uid: int) -> list[int]:
+def _processes_with_uid_in(uids: range) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/status") as f:
                     for line in f:
-                        if line.startswith("Uid:") and int(line.split()[1]) >= uid:
+                        if line.startswith("Uid:") and int(line.split()[1]) in uids:
                             found.append(int(entry))
             except (OSError, ValueError):
                 continue
@@ -180,11 +180,13 @@ def test_attack_suite(sandbox, tmp_path, monkeypatch):
 
     # nothing survives: no detached sleeper, no process with a sandbox uid
     deadline = time.monotonic() + 5
-    while (_processes_with(marker) or _processes_with_uid_at_least(
-            sandbox.config.uid_base)) and time.monotonic() < deadline:
+    first_uid = sandbox.config.uid_base + sandbox._uid_offset
+    uids = range(first_uid, first_uid + sandbox.config.num_workers)
+    while (_processes_with(marker) or _processes_with_uid_in(uids)) and \
+            time.monotonic() < deadline:
         time.sleep(0.1)
     assert _processes_with(marker) == []
-    assert _processes_with_uid_at_least(sandbox.config.uid_base) == []
+    assert _processes_with_uid_in(uids) == []
     # the harness and the sandbox still work
     assert sandbox.run(Job("print(sum(range(10)))", expected_output="45")).status == "passed"
 
