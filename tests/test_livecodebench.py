@@ -220,6 +220,9 @@ def test_score_and_runner_scoring_mode(tmp_path, lcb_dir, sandbox):
     metrics, _ = score_livecodebench([[good_lc, "x"], [good_abc, bad_abc]], refs, (1, 2),
                                      sandbox=sandbox)
     assert math.isclose(metrics["pass@1"], 50.0)
+    with pytest.raises(ValueError, match="no test cases"):
+        score_livecodebench([["x"]], [json.dumps({"inputs": [], "outputs": [], "fn_name": None})],
+                            sandbox=sandbox)
     assert isinstance(LCBProblem.from_row(fixture_rows()["test6.jsonl"][0]).private_tests, list)
 
 

@@ -567,6 +567,9 @@ def score_livecodebench(
                            "platform": prob.platform, **prob.input_output()})
         else:
             parsed.append(problem_from_reference(prob))
+        if not parsed[-1]["inputs"]:
+            raise ValueError(f"problem {parsed[-1]['id'] or len(parsed) - 1} has no test cases; "
+                             "it cannot be graded")
     items, where, codes = [], [], []
     for p, responses in enumerate(predictions):
         if isinstance(responses, str):
