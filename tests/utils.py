@@ -158,11 +158,12 @@ KC_MMBENCH_FIXTURE_ROWS: dict[str, tuple[str, list[tuple[str, str, str, int, str
 }
 
 
-def make_tiny_kc_mmbench(root, image_size: int = 16) -> str:
+def make_tiny_kc_mmbench(root, image_size: int = 16, repeat: int = 1) -> str:
     """Write a tiny KC-MMBench copy in the published layout under ``root``: ``subsets/<hub file>.tsv``
     (columns ``index, question, answer, image_path, category``; ``image_path`` a single path for
     one image, a Python-list literal otherwise) and ``images/<task>/<index>_<k>.png`` (generated
-    solid-colour PNGs). Returns ``str(root)``."""
+    solid-colour PNGs). ``repeat > 1`` writes every row ``repeat`` times (indices offset by 1000
+    per copy; benchmarks). Returns ``str(root)``."""
     import csv
     import os
 
@@ -174,7 +175,8 @@ def make_tiny_kc_mmbench(root, image_size: int = 16) -> str:
         with open(os.path.join(root, "subsets", fname), "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, delimiter="\t")
             writer.writerow(["index", "question", "answer", "image_path", "category"])
-            for index, question, answer, n_images, category in rows:
+            copies = [(str(int(r[0]) + 1000 * c), *r[1:]) for c in range(repeat) for r in rows]
+            for index, question, answer, n_images, category in copies:
                 rels = []
                 for k in range(n_images):
                     rel = f"{task}/{index}_{k}.png"
