@@ -175,6 +175,13 @@ def test_bad_inputs_and_nan_rewards(tmp_path):
     assert (inputs["advantages"] == 0).all()
     loss = tr.compute_loss(tr.model, inputs)
     assert torch.isfinite(loss)
+    # the logged-loss ablations (V2 gradient analysis) on a batch with +1/-1 advantages
+    inputs = tr._generate_and_score_completions(_rows(n=8))
+    assert (inputs["advantages"] != 0).any()
+    for logged_loss in ("gbpo", "ecpo", "pg"):
+        tr.args.logged_loss = logged_loss
+        assert torch.isfinite(tr.compute_loss(tr.model, inputs))
+    tr.args.logged_loss = "gbpo"
 
     # NaN rewards are dropped from the groups, never a NaN loss
     def nan_reward(batch, sids, legal):

@@ -30,6 +30,9 @@ class GBPOConfig(GRPOConfig):
             (item-level) generation probability cannot be split over levels, so ``pi_old`` falls
             back to ``sg(pi)`` per token.
         rl_weight: weight of the GBPO term on logged exposures.
+        logged_loss: loss on logged exposures: ``"gbpo"`` (default), or the ablations of the V2
+            gradient analysis ``"ecpo"`` (early-clipped PPO with the logged ``pi_old``) and
+            ``"pg"`` (plain policy gradient at ratio 1, ``-A pi / sg(pi)``).
         sft_weight: weight of the joint NTP term (0: off).
         sft_filter_quantile: drop exposures below this play-time quantile from the SFT term
             (0 keeps all; default 0.5 as V1's RSFT).
@@ -50,6 +53,7 @@ class GBPOConfig(GRPOConfig):
     dars_inclusive_threshold: bool = False
     probability_level: Literal["item", "token"] = "item"
     rl_weight: float = 1.0
+    logged_loss: Literal["gbpo", "ecpo", "pg"] = "gbpo"
     sft_weight: float = 1.0
     sft_filter_quantile: float = 0.5
     rollout_weight: float = 1.0
@@ -76,6 +80,8 @@ class GBPOConfig(GRPOConfig):
         _check_common(self)
         if self.mode not in ("logged", "hybrid"):
             raise ValueError(f"GBPOConfig.mode must be 'logged' or 'hybrid', got {self.mode!r}")
+        if self.logged_loss not in ("gbpo", "ecpo", "pg"):
+            raise ValueError(f"GBPOConfig.logged_loss must be 'gbpo', 'ecpo' or 'pg', got {self.logged_loss!r}")
         if self.rollout_loss not in ("gbpo", "ecpo"):
             raise ValueError(f"GBPOConfig.rollout_loss must be 'gbpo' or 'ecpo', got {self.rollout_loss!r}")
         if self.mode == "hybrid" and self.num_generations < 2:

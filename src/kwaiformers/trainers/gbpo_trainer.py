@@ -150,10 +150,17 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
                 logps, old = logps_tok.sum(-1), inputs["old_logps"][keep]
             else:  # logged probabilities are item-level: per-token pi_old falls back to sg(pi)
                 logps, old = logps_tok, None
-            per, info = gbpo_loss(logps=logps, old_logps=old, advantages=adv[keep], return_info=True)
+            if args.logged_loss == "gbpo":
+                per, info = gbpo_loss(logps=logps, old_logps=old, advantages=adv[keep], return_info=True)
+                self._log_metric("gbpo/bound_active_frac", info["bound_active"].float().mean())
+            elif args.logged_loss == "ecpo":
+                per = ecpo_loss(logps=logps, old_logps=old, advantages=adv[keep],
+                                epsilon=args.epsilon, delta=args.early_clip_delta)
+            else:  # plain policy gradient at ratio 1 (the V2 gradient analysis' baseline)
+                a = adv[keep] if logps.dim() == 1 else adv[keep][:, None]
+                per = -a * torch.exp(logps - logps.detach())
             rl = self._reduce_loss(per).mean()
             loss = loss + args.rl_weight * rl
-            self._log_metric("gbpo/bound_active_frac", info["bound_active"].float().mean())
         self._log_metric("rl_loss", rl.detach())
         sft = torch.zeros((), device=adv.device)
         sft_mask = inputs["sft_mask"]

@@ -91,8 +91,11 @@ def prepare_data(
     valid_fraction: float = 0.1,
     test_fraction: float = 0.15,
     embedding_dim: int = 32,
+    simulator_kwargs: dict[str, Any] | None = None,
 ) -> OneRecRLData:
-    """Logs -> semantic IDs -> samples (see the module docstring)."""
+    """Logs -> semantic IDs -> samples (see the module docstring). ``simulator_kwargs`` are
+    :class:`~kwaiformers.data.simulator.SimulatorConfig` fields (e.g. ``log_exposure_prob=True``
+    to log the generation probability that GBPO uses as ``pi_old``)."""
     from kwaiformers.data.collator import OneRecCollator
     from kwaiformers.data.samples import OneRecSampleBuilder
     from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
@@ -105,7 +108,8 @@ def prepare_data(
     else:
         from kwaiformers.data.simulator import UserSimulator
 
-        sim = UserSimulator(num_users=num_users, num_items=num_items, seed=seed)
+        sim = UserSimulator(num_users=num_users, num_items=num_items, seed=seed,
+                            **(simulator_kwargs or {}))
         bundle = sim.generate_logs(days=days, seed=seed).to_dataset()
     inter = bundle["interactions"]
     if len(inter) == 0:
@@ -169,6 +173,15 @@ def _quiet_args(output_dir: str, progress: bool, **kw):
     return TrainingArguments(**base)
 
 
+def _silence(trainer, progress: bool):
+    """Without progress bars, also drop the per-step log printing (the history is kept)."""
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def pretrain(model: Any, data: OneRecRLData, output_dir: str, max_steps: int = 150,
              batch_size: int = 64, learning_rate: float = 3e-3, seed: int = 0,
              progress: bool = True) -> list[dict[str, float]]:
@@ -180,8 +193,8 @@ def pretrain(model: Any, data: OneRecRLData, output_dir: str, max_steps: int = 1
                        max_steps=max_steps, learning_rate=learning_rate, seed=seed,
                        lr_scheduler_type="cosine", warmup_steps=max(1, max_steps // 10),
                        logging_steps=max(1, max_steps // 20))
-    trainer = Trainer(model=model, args=args, train_dataset=data.splits["train"],
-                      data_collator=data.collator)
+    trainer = _silence(Trainer(model=model, args=args, train_dataset=data.splits["train"],
+                               data_collator=data.collator), progress)
     trainer.train()
     return [h for h in trainer.state.log_history if "loss" in h]
 
@@ -208,7 +221,8 @@ def train_reward_model(data: OneRecRLData, output_dir: str, max_steps: int = 100
 
     args = _quiet_args(output_dir, progress, per_device_train_batch_size=batch_size,
                        max_steps=max_steps, learning_rate=learning_rate, seed=seed)
-    Trainer(model=model, args=args, train_dataset=data.splits["train"], data_collator=collate).train()
+    _silence(Trainer(model=model, args=args, train_dataset=data.splits["train"],
+                     data_collator=collate), progress).train()
     return model.eval()
 
 
@@ -241,7 +255,7 @@ def align(algorithm: str, model: Any, data: OneRecRLData, output_dir: str,
                               item_index=data.index)
     else:
         raise ValueError(f"algorithm must be 'ecpo', 'gbpo' or 'hybrid', got {algorithm!r}")
-    trainer.train()
+    _silence(trainer, progress).train()
     return trainer
 
 
