@@ -202,6 +202,10 @@ def test_job_files_stdin_and_verdicts(sandbox):
     ]
     statuses = [r.status for r in sandbox.run_batch(jobs)]
     assert statuses == ["passed", "wrong_answer", "runtime_error", "runtime_error", "passed"]
+    env = sandbox.run(Job("import os\nprint(sorted(os.environ), os.environ['HOME'] == os.getcwd())"))
+    assert env.stdout.split("]")[0] + "]" == str(sorted(
+        ["HOME", "LANG", "LC_ALL", "OMP_NUM_THREADS", "PATH", "PYTHONIOENCODING", "TMPDIR"]))
+    assert env.stdout.strip().endswith("True")  # scrubbed env, HOME = the private working dir
 
 
 def test_process_mode_kills_leftovers(tmp_path):

@@ -165,6 +165,9 @@ def _run_program(spec: dict, stdin_fd: int, keep_fds: tuple[int, ...]) -> None:
         if fd > 2:
             os.close(fd)
     os.chdir(spec["workdir"])
+    if "env" in spec:  # the same scrubbed environment in both launch modes
+        os.environ.clear()
+        os.environ.update(spec["env"])
     _set_rlimits(spec)
     if spec["drop_uid"] is not None:
         _drop_privileges(spec["drop_uid"])

@@ -398,6 +398,7 @@ class Sandbox:
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                    "HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1",
                    "PYTHONIOENCODING": "utf-8"}
+            spec["env"] = env
             server = self._get_server()
             if server is not None:
                 try:
