@@ -87,8 +87,10 @@ def _grading_job(code: str, inputs: list[str], outputs: list[str], fn_name: str 
     spec = {"inputs": inputs, "outputs": outputs, "fn_name": fn_name, "timeout": timeout,
             "nonce": nonce, "stop_on_first_failure": stop, "compare": compare}
     wall = (timeout + 1) * max(1, len(inputs)) + 5  # the official global timeout
-    return Job(harness, timeout=wall, cpu_seconds=int(wall) + 1,
-               files={"solution.py": code, "tests.json": json.dumps(spec)})
+    tests = json.dumps(spec)
+    # the harness holds the decoded tests in memory: grow the address-space limit with them
+    return Job(harness, timeout=wall, cpu_seconds=int(wall) + 1, extra_memory_mb=8 * len(
+        tests) // (1 << 20), files={"solution.py": code, "tests.json": tests})
 
 
 def _parse_outcomes(result, nonce: str, n_tests: int, stop: bool,

@@ -113,8 +113,8 @@ class Job:
 
     ``expected_output`` (optional) turns a clean exit into ``passed``/``wrong_answer`` using
     ``compare`` (default :func:`outputs_match`, LiveCodeBench's stdin/stdout rule). ``files``
-    are extra files (name -> text/bytes) placed next to ``main.py``. ``cpu_seconds`` defaults to
-    ``ceil(timeout) + 1``.
+    are extra files (name -> text/bytes) placed next to ``main.py`` (the private tmpfs grows by
+    their size). ``cpu_seconds`` defaults to ``ceil(timeout) + 1``.
     """
 
     program: str
@@ -124,6 +124,7 @@ class Job:
     files: Mapping[str, str | bytes] = field(default_factory=dict)
     cpu_seconds: int | None = None
     compare: Callable[[str, str], bool] | None = None
+    extra_memory_mb: int = 0  # added to SandboxConfig.memory_mb (e.g. for large test data)
 
     def __post_init__(self) -> None:
         if not isinstance(self.program, str):
@@ -132,6 +133,8 @@ class Job:
             raise TypeError(f"Job.stdin must be str or bytes, got {type(self.stdin)}")
         if self.timeout is not None and not self.timeout > 0:
             raise ValueError(f"Job.timeout must be > 0 seconds, got {self.timeout!r}")
+        if not isinstance(self.extra_memory_mb, int) or self.extra_memory_mb < 0:
+            raise ValueError(f"Job.extra_memory_mb must be an int >= 0, got {self.extra_memory_mb!r}")
         for name in self.files:
             if not isinstance(name, str) or os.path.basename(name) != name or name in (
                     "main.py", "stdin.txt", "", ".", ".."):
@@ -369,12 +372,12 @@ class Sandbox:
             "mode": c.isolation,
             "workdir": workdir,
             "status_fd": status_fd,
-            "memory_mb": c.memory_mb,
+            "memory_mb": c.memory_mb + job.extra_memory_mb,
             "cpu_seconds": job.cpu_seconds or int(math.ceil(timeout)) + 1,
             "file_size_mb": c.file_size_mb,
             "max_open_files": c.max_open_files,
             "max_processes": c.max_processes if drop_uid is not None or os.geteuid() else None,
-            "disk_mb": c.disk_mb,
+            "disk_mb": c.disk_mb + sum(len(d) for d in job.files.values()) // (1 << 20) + 1,
             "max_files": c.max_files,
             "masked_paths": [p for p in c.masked_paths if os.path.exists(p)],
             "drop_uid": drop_uid,
