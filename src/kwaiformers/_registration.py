@@ -220,9 +220,10 @@ def register_auto_classes(configs_only: bool = False) -> None:
                         else:
                             _register_models(entry)
                     except Exception as exc:
-                        if any(_initializing(m) for m in _entry_modules(entry)):
-                            # Circular import: the entry's own module is still executing (it
-                            # imported transformers for the first time); retried when it finishes.
+                        busy = (*_entry_modules(entry), _CONFIG_MODULE, *_MODEL_MODULES)
+                        if any(_initializing(m) for m in busy):
+                            # Circular import: the entry's own module (or a transformers Auto
+                            # module) is still executing; retried when that module finishes.
                             logger.debug("deferring registration of %r: %r", entry.model_type, exc)
                         else:
                             raise
