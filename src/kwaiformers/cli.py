@@ -27,6 +27,8 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "train keye-sft": Command("kwaiformers.trainers.keye_sft_recipe", "Keye-VL image/video SFT, five cold-start modes (TRL)"),
     "env": Command("kwaiformers.utils.env", "print versions of the HF stack, threads and GPUs"),
+    "simulate": Command("kwaiformers.data.cli_simulate", "write simulated KuaiRand-format logs (user simulator)"),
+    "semantic-ids": Command("kwaiformers.data.cli_semantic_ids", "fit a semantic-ID tokenizer + item index on a dataset"),
     "train gppo": Command("kwaiformers.trainers.gppo_recipe", "GPPO RL (Klear-Reasoner) from a YAML recipe"),
     "train sft": Command("kwaiformers.trainers.sft_recipe", "long chain-of-thought SFT (TRL SFTTrainer)"),
     "eval aime": Command("kwaiformers.evaluation.aime", "AIME 2024/2025 avg@k and pass@k (math-verify)"),

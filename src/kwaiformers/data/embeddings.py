@@ -88,6 +88,7 @@ def collaborative_embeddings(
     item_ids: Sequence[int] | None = None,
     positive_column: str | None = None,
     seed: int = 0,
+    normalize: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPMI-SVD item embeddings from an interaction log.
 
@@ -98,6 +99,8 @@ def collaborative_embeddings(
             without interactions get zero vectors.
         positive_column: keep only rows where this column is truthy (e.g. ``"long_view"``).
         seed: seed of the randomised SVD.
+        normalize: L2-normalise the rows (cosine geometry, like text embeddings); without it
+            rarely seen items crowd near the origin and collide in the semantic-ID space.
 
     Returns:
         ``(item_ids LongTensor[I], embeddings FloatTensor[I, dim])``.
@@ -151,4 +154,6 @@ def collaborative_embeddings(
         torch.manual_seed(seed)
         u, s, _ = torch.svd_lowrank(ppmi, q=min(ids.size, dim + 8), niter=4)
     emb = u[:, :dim] * s[:dim].sqrt()
+    if normalize:
+        emb = torch.nn.functional.normalize(emb, dim=1)  # zero rows stay zero
     return torch.from_numpy(ids.copy()), emb.contiguous()

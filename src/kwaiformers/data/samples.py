@@ -115,7 +115,9 @@ class OneRecSampleBuilder:
         users: the ``users`` table (``Dataset``/``DataFrame``/list of dicts) with ``user_id`` and
             categorical columns; ``None`` uses only a hashed user id (``user_id_buckets``).
         short_len, long_len: ``T_s`` and ``T_l`` (OneRec V1: 20 and 256).
-        user_feature_columns: the ``users`` columns to use (default: all but ``user_id``).
+        user_feature_columns: the ``users`` columns to use (default: all but ``user_id``, and
+            without raw counts such as ``follow_user_num`` when KuaiRand's bucketed
+            ``follow_user_num_range`` is present).
         include_user_id: put the user id first in ``user_static`` (V1's ``e_uid``).
         positive_labels: flags that make an interaction "positive" for the long pathway.
         reward_history_len: how many past ``(duration, play_time)`` pairs to return for
@@ -182,7 +184,10 @@ class OneRecSampleBuilder:
         uids = [int(u) for u in table["user_id"]]
         if len(set(uids)) != len(uids):
             raise ValueError("users table has duplicated user_id values")
-        cols = [c for c in table if c != "user_id"] if columns is None else list(columns)
+        if columns is None:  # raw counts are skipped when a bucketed ``<name>_range`` exists
+            cols = [c for c in table if c != "user_id" and f"{c}_range" not in table]
+        else:
+            cols = list(columns)
         missing = [c for c in cols if c not in table]
         if missing:
             raise ValueError(f"user_feature_columns {missing} are not in the users table")

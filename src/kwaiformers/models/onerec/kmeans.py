@@ -92,12 +92,20 @@ def assign_nearest(
 
 
 def _cluster_sums(x: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
-    """Per-cluster sums of ``x`` (``index_put_`` for small inputs: it avoids the thread start-up
-    cost that dominates ``index_add_`` there; ``index_add_`` for large ones)."""
-    out = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
-    if x.numel() <= (1 << 20) and x.device.type == "cpu":
+    """Per-cluster sums of ``x``: ``index_add_`` on GPU; on CPU ``index_put_`` for small inputs
+    and a sparse one-hot matmul for large ones (both much faster than CPU ``index_add_``)."""
+    if x.device.type != "cpu":
+        return torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, codes, x)
+    if x.numel() <= (1 << 18):
+        out = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
         return out.index_put_((codes,), x, accumulate=True)
-    return out.index_add_(0, codes, x)
+    # one-hot [K, N] sparse matrix times x: several times faster than index_add_ on CPU
+    n = x.shape[0]
+    onehot = torch.sparse_coo_tensor(
+        torch.stack([codes, torch.arange(n, device=x.device)]),
+        torch.ones(n, dtype=x.dtype, device=x.device), (k, n), check_invariants=False,
+    )
+    return torch.sparse.mm(onehot, x)
 
 
 def _generator(seed: int, device: torch.device) -> torch.Generator:
