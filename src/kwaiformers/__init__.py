@@ -56,6 +56,11 @@ _LAZY_ATTRS: dict[str, str] = {
     "GossipAverager": "kwaiformers.federated.averagers",
     "FedAvgAverager": "kwaiformers.federated.averagers",
     "ETreeCallback": "kwaiformers.federated.callbacks",
+    "KeyeVLConfig": "kwaiformers.models.keye_vl.configuration_keye_vl",
+    "KeyeVLForConditionalGeneration": "kwaiformers.models.keye_vl.modeling_keye_vl",
+    "KeyeVLModel": "kwaiformers.models.keye_vl.modeling_keye_vl",
+    "KeyeVLProcessor": "kwaiformers.models.keye_vl.processing_keye_vl",
+    "keye_lora_config": "kwaiformers.models.keye_vl.peft_keye_vl",
 }
 
 __all__ = ["__version__", "register_auto_classes", *_LAZY_ATTRS]
