@@ -219,3 +219,17 @@ def test_lora_adapter_trains_saves_reloads(tmp_path):
     lora.save_pretrained(tmp_path)
     reloaded = peft.PeftModel.from_pretrained(_model(), tmp_path).eval()
     torch.testing.assert_close(reloaded(**batch).logits, expected)
+
+
+def test_recommend_with_the_library_semantic_id_index():
+    from kwaiformers.models.onerec.item_index import SemanticIdIndex
+
+    model = _model()
+    batch = make_batch()
+    reference = random_index(num_items=12)
+    index = SemanticIdIndex.from_codes(reference.codes, level_sizes=list(LEVELS),
+                                       popularity=torch.rand(12, generator=torch.Generator().manual_seed(1)))
+    ours = model.recommend(batch, num_items=5, beam_size=16, item_index=index)
+    ref = model.recommend(batch, num_items=5, beam_size=16, item_index=reference)
+    assert torch.equal(ours.sids, ref.sids) and ours.legal.all()
+    assert torch.equal(ours.item_ids, index.lookup(ours.sids.reshape(-1, 3)).view(3, 5))
