@@ -93,6 +93,7 @@ def test_vectorised_build_equals_streaming_state_machine():
             rows = list(b.build_streaming(data["interactions"].to_iterable_dataset()))
         else:
             rows = [s for _, s in b.iter_samples(data["interactions"])]
+        rows.sort(key=lambda r: r["target_timestamp"])  # built datasets are in time order
         assert len(rows) == vec.num_rows > 0
         for a, v in zip(rows[::7], vec.select(range(0, vec.num_rows, 7))):
             for key, val in a.items():
@@ -114,6 +115,7 @@ def test_chronological_split_has_no_leakage():
     assert min(tr.num_rows, va.num_rows, te.num_rows) > 0
     assert max(tr["target_timestamp"]) < t_valid <= min(va["target_timestamp"])
     assert max(va["target_timestamp"]) < t_test <= min(te["target_timestamp"])
+    assert tr["target_timestamp"] == sorted(tr["target_timestamp"])  # time-ordered samples
     for split in (tr, va, te):
         for s in split.select(range(0, split.num_rows, 11)):
             hist = s["short_timestamps"] + s["long_timestamps"]

@@ -349,7 +349,8 @@ class OneRecSampleBuilder:
     # ------------------------------------------------------------------ datasets
     def build(self, interactions: Any, start_time: int | None = None,
               end_time: int | None = None):
-        """All samples (targets in ``[start_time, end_time)``) as an in-memory ``Dataset``.
+        """All samples (targets in ``[start_time, end_time)``) as an in-memory ``Dataset``, in
+        time order of the targets (ties by user).
 
         In-memory tables (``Dataset``/``DataFrame``) take a vectorised numpy path that gives the
         same samples as :meth:`iter_samples`; other iterables go through :meth:`iter_samples`.
@@ -391,6 +392,8 @@ class OneRecSampleBuilder:
         parts: list[list[dict]] = [[] for _ in range(nseg)]
         for seg, sample in self.iter_samples(interactions, cuts, start_time, end_time):
             parts[seg].append(sample)
+        for part in parts:  # time order, like the vectorised path
+            part.sort(key=lambda smp: smp["target_timestamp"])
         return [Dataset.from_list(p, features=feats) if p else
                 Dataset.from_dict({k: [] for k in feats}, features=feats) for p in parts]
 
@@ -476,6 +479,7 @@ class OneRecSampleBuilder:
         tables = []
         for seg in range(len(cuts) + 1):
             tgt = np.flatnonzero(ok & (seg_all == seg))
+            tgt = tgt[np.argsort(ts[tgt], kind="stable")]  # samples in time order (ties: by user)
             t_ts = ts[tgt]
             cols: dict[str, Any] = {
                 "user_id": pa.array(user[tgt]),
