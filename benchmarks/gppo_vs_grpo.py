@@ -22,7 +22,6 @@ an accuracy-curve plot (``--plot``, needs matplotlib).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import logging
 import math
@@ -107,7 +106,7 @@ def rl_run(method: str, base_model, tokenizer, train, evalset, reward, *, seed: 
             if state.global_step % eval_every == 0:
                 curve.append((state.global_step, evaluate(model, tokenizer, evalset, reward)))
 
-    model = copy.deepcopy(base_model)
+    model = base_model
     trainer = cls(model=model, reward_funcs=reward, args=args, train_dataset=train,
                   processing_class=tokenizer, callbacks=[Evaluate()])
     trainer.remove_callback(PrinterCallback)
@@ -138,7 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sft-steps", type=int, default=300)
     parser.add_argument("--sft-lr", type=float, default=1e-3)
     parser.add_argument("--rl-steps", type=int, default=60)
-    parser.add_argument("--rl-lr", type=float, default=2e-4)
+    parser.add_argument("--rl-lr", type=float, default=5e-5)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=4)
@@ -149,6 +148,8 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default="docs/gppo_vs_grpo.png")
     parser.add_argument("--results", default=None, help="also write the raw results as JSON")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sft-cache", default=None,
+                        help="directory to save / reuse the SFT checkpoint (same settings only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.sft_steps, args.rl_steps, args.eval_every = [0], 20, 4, 2
@@ -180,7 +181,18 @@ def main(argv=None) -> int:
     base = make_tiny_causal_lm(tokenizer, hidden_size=args.hidden_size, num_hidden_layers=2,
                                intermediate_size=2 * args.hidden_size, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        base = sft(base, tokenizer, sft_data, args.sft_steps, args.sft_lr, 0, tmp + "/sft")
+        # every RL arm starts from a fresh load of the SFT checkpoint (never a deepcopy of a model
+        # a Trainer has prepared: accelerate may have wrapped its forward, which copies share)
+        cache = Path(args.sft_cache) if args.sft_cache else Path(tmp) / "sft-checkpoint"
+        if (cache / "model.safetensors").is_file():
+            print(f"SFT checkpoint loaded from {cache}")
+        else:
+            trained = sft(base, tokenizer, sft_data, args.sft_steps, args.sft_lr, 0, tmp + "/sft")
+            trained.save_pretrained(cache)
+            del trained
+        from transformers import Qwen3ForCausalLM
+
+        base = Qwen3ForCausalLM.from_pretrained(cache)
         sft_acc = evaluate(base, tokenizer, evalset, reward)
         print(f"SFT ({args.sft_steps} steps): greedy accuracy {sft_acc:.3f} on {len(evalset)} problems"
               f" [{time.perf_counter() - start:.0f}s]", flush=True)
@@ -188,7 +200,8 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             for method in args.methods:
                 t0 = time.perf_counter()
-                res = rl_run(method, base, tokenizer, rl_data, evalset, reward, seed=seed,
+                res = rl_run(method, Qwen3ForCausalLM.from_pretrained(cache), tokenizer, rl_data,
+                             evalset, reward, seed=seed,
                              steps=args.rl_steps, eval_every=args.eval_every, lr=args.rl_lr,
                              num_generations=args.num_generations,
                              prompts_per_step=args.prompts_per_step,
@@ -196,7 +209,8 @@ def main(argv=None) -> int:
                              out=f"{tmp}/{method}-{seed}")
                 res["seconds"] = time.perf_counter() - t0
                 results[method].append(res)
-                print(f"  seed {seed} {method:<17} final acc {res['final']:.3f}  clip "
+                print(f"  seed {seed} {method:<17} curve {[round(a, 3) for _, a in res['curve']]}"
+                      f"  clip "
                       f"{res['clip_frac']:.4f}  entropy {res['entropy']:.3f}  "
                       f"[{res['seconds']:.0f}s]", flush=True)
 
