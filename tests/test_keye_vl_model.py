@@ -232,3 +232,16 @@ def test_bad_inputs_raise():
         model.get_image_features(torch.randn(10, 3, 14, 14), torch.tensor([[1, 4, 6]]))
     with pytest.raises(ValueError, match="pixel values must have shape"):
         model.get_image_features(torch.randn(24, 588), torch.tensor([[1, 4, 6]]))
+
+
+def test_eager_and_sdpa_attention_agree():
+    torch.manual_seed(0)
+    sdpa = KeyeVLForConditionalGeneration(tiny_config()).eval()
+    eager = KeyeVLForConditionalGeneration(tiny_config()).eval()
+    eager.load_state_dict(sdpa.state_dict())
+    eager.set_attn_implementation("eager")
+    assert eager.visual.config._attn_implementation == "eager"
+    kwargs = dict(input_ids=golden_ids(), pixel_values=torch.randn(24, 3, 14, 14),
+                  image_grid_thw=torch.tensor([[1, 4, 6]]), pixel_values_videos=torch.randn(48, 3, 14, 14),
+                  video_grid_thw=torch.tensor([[3, 4, 4]]), second_per_grid_ts=torch.tensor([0.5]))
+    torch.testing.assert_close(eager(**kwargs).logits, sdpa(**kwargs).logits, atol=1e-5, rtol=1e-4)
