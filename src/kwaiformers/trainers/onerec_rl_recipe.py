@@ -92,10 +92,13 @@ def prepare_data(
     test_fraction: float = 0.15,
     embedding_dim: int = 32,
     simulator_kwargs: dict[str, Any] | None = None,
+    item_index_dir: str | None = None,
 ) -> OneRecRLData:
     """Logs -> semantic IDs -> samples (see the module docstring). ``simulator_kwargs`` are
     :class:`~kwaiformers.data.simulator.SimulatorConfig` fields (e.g. ``log_exposure_prob=True``
-    to log the generation probability that GBPO uses as ``pi_old``)."""
+    to log the generation probability that GBPO uses as ``pi_old``). ``item_index_dir``: reuse a
+    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with) instead of
+    fitting new semantic IDs."""
     from kwaiformers.data.collator import OneRecCollator
     from kwaiformers.data.samples import OneRecSampleBuilder
     from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
@@ -114,24 +117,31 @@ def prepare_data(
     inter = bundle["interactions"]
     if len(inter) == 0:
         raise ValueError("the logs hold no interactions")
-    item_ids, emb = collaborative_item_embeddings(inter, dim=embedding_dim, seed=seed)
-    sizes = list(codebook_sizes)
-    if math.prod(sizes) < len(item_ids):
-        raise ValueError(f"codebook_sizes {sizes} give fewer tuples than the {len(item_ids)} items")
-    tok = SemanticIdTokenizer().fit(emb, num_levels=len(sizes), codebook_size=sizes,
-                                    method="balanced", seed=seed, progress=False)
-    df = inter.to_pandas()
-    counts = df["item_id"].value_counts()
-    pop = torch.tensor([float(counts.get(int(i), 0)) for i in item_ids])
-    index = tok.build_index(codes=tok.encode(emb), item_ids=item_ids, popularity=pop)
+    info: dict[str, Any] = {"num_interactions": len(inter)}
+    if item_index_dir is not None:
+        from kwaiformers.models.onerec.item_index import SemanticIdIndex
+
+        index = SemanticIdIndex.from_pretrained(item_index_dir)
+    else:
+        item_ids, emb = collaborative_item_embeddings(inter, dim=embedding_dim, seed=seed)
+        sizes = list(codebook_sizes)
+        if math.prod(sizes) < len(item_ids):
+            raise ValueError(f"codebook_sizes {sizes} give fewer tuples than the {len(item_ids)} items")
+        tok = SemanticIdTokenizer().fit(emb, num_levels=len(sizes), codebook_size=sizes,
+                                        method="balanced", seed=seed, progress=False)
+        df = inter.to_pandas()
+        counts = df["item_id"].value_counts()
+        pop = torch.tensor([float(counts.get(int(i), 0)) for i in item_ids])
+        index = tok.build_index(codes=tok.encode(emb), item_ids=item_ids, popularity=pop)
+        info["tokenizer"] = tok
+    info.update(index.collision_stats())
     builder = OneRecSampleBuilder(index, users=bundle["users"], short_len=short_len,
                                   long_len=long_len, include_user_id=False,
                                   reward_history_len=reward_history_len)
     splits = builder.build_splits(inter, valid_fraction=valid_fraction, test_fraction=test_fraction)
     spec = builder.feature_spec
     return OneRecRLData(splits=splits, collator=OneRecCollator(spec), index=index, spec=spec,
-                        simulator=sim, info={"num_interactions": len(inter), "tokenizer": tok,
-                                             **index.collision_stats()})
+                        simulator=sim, info=info)
 
 
 def build_tiny_model(spec: Any, version: str = "v2", hidden_size: int = 64, num_layers: int = 2,
