@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         print(f"(negatives' item probability pi: median {sorted(pis)[len(pis) // 2]:.2e}, min {min(pis):.2e}; "
               "BCE bound on |dl/dpi| = 1/(1-pi) ~ 1)")
     headline = {
-        "benchmark": "onerec_alignment", "quick": args.quick, "seeds": args.seeds,
+        "benchmark": "onerec_alignment", "quick": sizes == QUICK, "seeds": args.seeds,
         "play_time_gbpo_vs_base": summary["gbpo"]["expected_play_time"][0] / summary["base"]["expected_play_time"][0],
         "play_time_gbpo_vs_sft_control": summary["gbpo"]["expected_play_time"][0] / summary["sft"]["expected_play_time"][0],
         "dislike_gbpo_vs_base": summary["gbpo"]["dislike_rate"][0] / summary["base"]["dislike_rate"][0],
