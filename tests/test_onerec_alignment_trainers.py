@@ -95,6 +95,7 @@ def test_ecpo_trains_with_format_reward_and_sft(tmp_path):
                       format_reward_k=2, num_iterations=2, beam_size=6)
     tr = ECPOTrainer(model, reward_model=_pscore(), args=args, train_dataset=_dataset(), item_index=index)
     tr.train()
+    assert tr.state.log_history[0].get("clip_ratio/region_mean") is not None
     logs = tr.state.log_history
     losses = _losses(tr)
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
@@ -197,3 +198,36 @@ def test_bad_inputs_and_nan_rewards(tmp_path):
     tre.train()
     assert all(math.isfinite(v) for v in _losses(tre))
     assert any("reward/nan_frac" in h and h["reward/nan_frac"] > 0 for h in tre.state.log_history)
+
+
+def test_ecpo_resume_gives_same_next_loss(tmp_path):
+    from kwaiformers.trainers.ecpo_config import ECPOConfig
+    from kwaiformers.trainers.ecpo_trainer import ECPOTrainer
+
+    ds = _dataset(n=8)
+    model, index = _model()
+    args = ECPOConfig(**_common(tmp_path, max_steps=2, save_strategy="steps", save_steps=1),
+                      per_device_train_batch_size=8, num_generations=4, format_reward_k=1)
+    tr = ECPOTrainer(model, reward_model=_pscore(), args=args, train_dataset=ds, item_index=index)
+    tr.train()
+    model2, _ = _model(seed=7)
+    tr2 = ECPOTrainer(model2, reward_model=_pscore(), args=args, train_dataset=ds, item_index=index)
+    tr2.train(resume_from_checkpoint=str(tmp_path / "checkpoint-1"))
+    assert _losses(tr2)[-1] == pytest.approx(_losses(tr)[-1], rel=1e-5, abs=1e-6)
+
+
+def test_trl_private_api_pinned():
+    """The GRPOTrainer internals we override or reuse (private API, TRL 1.16): fail loudly on change."""
+    import inspect
+
+    import trl
+    from trl import GRPOTrainer
+    from trl.trainer.utils import RepeatSampler
+
+    assert trl.__version__.startswith("1.16")
+    for name in ("_generate_and_score_completions", "_compute_loss", "_prepare_inputs",
+                 "_get_train_sampler", "_get_eval_sampler", "get_train_dataloader", "training_step"):
+        assert callable(getattr(GRPOTrainer, name)), name
+    assert list(inspect.signature(GRPOTrainer._compute_loss).parameters) == ["self", "model", "inputs"]
+    assert list(inspect.signature(RepeatSampler.__init__).parameters)[1:] == [
+        "data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"]
