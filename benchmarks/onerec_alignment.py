@@ -162,6 +162,16 @@ def main(argv=None) -> int:
         row = {m: (_mean([r[arm][m] for r in runs]), _std([r[arm][m] for r in runs])) for m in METRICS}
         summary[arm] = row
         print(f"{arm:<10}" + "".join(f"{row[m][0]:>14.4f} ± {row[m][1]:<5.3f}" for m in METRICS))
+    print("\nPaired change vs base, per seed (mean ± std of arm/base - 1, in %):")
+    print(f"{'model':<10}" + "".join(f"{m:>22}" for m in METRICS))
+    paired = {}
+    for arm in ARMS:
+        row = {}
+        for m in METRICS:
+            rel = [100 * (r[arm][m] / r["base"][m] - 1) for r in runs if r["base"][m]]
+            row[m] = (_mean(rel), _std(rel))
+        paired[arm] = row
+        print(f"{arm:<10}" + "".join(f"{row[m][0]:>+13.1f}% ± {row[m][1]:<5.1f}" for m in METRICS))
     print("\n'base' = SFT model before alignment; 'sft' = SFT term only for the same steps;"
           " gbpo/ecpo/pg = that SFT term + the RL loss on logged exposures (DARS advantages).\n")
     print("Gradient analysis on negatives (is_hate), SFT model, logged batches:")
@@ -187,6 +197,8 @@ def main(argv=None) -> int:
         "dislike_gbpo_vs_base": summary["gbpo"]["dislike_rate"][0] / summary["base"]["dislike_rate"][0],
         "neg_grad_scale_pg_over_gbpo_median": grad["pg"]["median_neg_scale"] / grad["gbpo"]["median_neg_scale"],
         "batch_grad_norm_pg_over_gbpo_max": grad["pg"]["max_grad_norm"] / grad["gbpo"]["max_grad_norm"],
+        "paired_play_time_change_pct": {a: paired[a]["expected_play_time"][0] for a in ARMS},
+        "paired_dislike_change_pct": {a: paired[a]["dislike_rate"][0] for a in ARMS},
         "seconds": round(time.time() - t0, 1),
     }
     if args.results:
