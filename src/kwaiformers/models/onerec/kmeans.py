@@ -12,8 +12,8 @@ Initialisation (``init``):
   ``kmeanspp_sample`` points (default ``min(N, 32 K)``); costs ``O(K * sample * D)``, so prefer
   ``"random"`` for very large codebooks.
 
-Empty clusters (plain k-means) are re-seeded with the points that currently have the largest
-squared error, one per empty cluster, which is deterministic and keeps every code usable.
+Empty clusters (plain k-means) are re-seeded as faiss does, by splitting a large cluster into two
+slightly perturbed copies (see :func:`_split_clusters`); deterministic for a given ``seed``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = ["KMeansResult", "assign_nearest", "balanced_kmeans", "kmeans"]
@@ -108,6 +109,33 @@ def _cluster_sums(x: torch.Tensor, codes: torch.Tensor, k: int) -> torch.Tensor:
     return torch.sparse.mm(onehot, x)
 
 
+def _split_clusters(centroids: torch.Tensor, counts: torch.Tensor, empty: torch.Tensor,
+                    rng: np.random.Generator, eps: float = 1.0 / 1024) -> None:
+    """Re-seed empty clusters in place by splitting big ones (as faiss' ``split_clusters``).
+
+    Each empty cluster takes a cluster ``j`` drawn with probability ``∝ size_j - 1``; the two get
+    ``c_j ± eps (|c_j| + s) * r`` with a random sign vector ``r`` (``s``: mean absolute centroid
+    value, so zero centroids split too; faiss uses ``c_j (1 ± eps)`` with alternating signs) and
+    share ``j``'s size. Without this, high-dimensional residuals collapse into one cluster at deep
+    levels (most initial centroids are never nearest to any point).
+    """
+    sizes = counts.double().cpu().numpy().copy()
+    scale = float(centroids.abs().mean()) + 1e-12
+    for e in empty.tolist():
+        weights = np.maximum(sizes - 1, 0)
+        total = weights.sum()
+        if total <= 0:
+            break
+        j = int(rng.choice(len(sizes), p=weights / total))
+        sign = torch.from_numpy(rng.choice([-1.0, 1.0], size=centroids.shape[1]))
+        base = centroids[j].clone()
+        delta = eps * (base.abs() + scale) * sign.to(base.dtype).to(base.device)
+        centroids[e] = base + delta
+        centroids[j] = base - delta
+        sizes[e] = sizes[j] / 2
+        sizes[j] -= sizes[e]
+
+
 def _generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed))
@@ -174,13 +202,15 @@ def kmeans(
         raise ValueError(f"niter must be >= 0, got {niter}")
     gen = _generator(seed, x.device)
     centroids = _init_centroids(x, k, init, gen, kmeanspp_sample)
+    split_rng = np.random.default_rng(seed)
     prev_codes: torch.Tensor | None = None
     prev_inertia = math.inf
+    split = False
     it = 0
     for it in range(1, niter + 1):  # noqa: B007
         codes, dist = assign_nearest(x, centroids, chunk_size)
         inertia = float(dist.mean())
-        if prev_codes is not None and torch.equal(codes, prev_codes):
+        if prev_codes is not None and not split and torch.equal(codes, prev_codes):
             break
         sums = _cluster_sums(x, codes, k)
         counts = torch.bincount(codes, minlength=k)
@@ -189,9 +219,9 @@ def kmeans(
             nonempty[:, None], sums / counts.clamp_min(1)[:, None].to(x.dtype), centroids
         )
         empty = (~nonempty).nonzero().flatten()
-        if empty.numel():
-            far = torch.topk(dist, empty.numel()).indices
-            centroids[empty] = x[far]
+        split = bool(empty.numel())
+        if split:
+            _split_clusters(centroids, counts, empty, split_rng)
         if tol > 0 and prev_inertia < math.inf and prev_inertia - inertia <= tol * prev_inertia:
             break
         prev_codes, prev_inertia = codes, inertia
