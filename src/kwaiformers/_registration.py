@@ -190,6 +190,8 @@ def _register_models(entry: AutoRegistration) -> None:
         try:
             auto_cls.register(config_cls, _load(path), exist_ok=True)
         except ImportError as exc:  # optional backend missing (e.g. AutoVideoProcessor w/o torchvision)
+            if _transformers_initializing():
+                raise  # a circular import, not a missing backend: deferred and retried
             logger.debug("skipping %s registration for %r: %s", auto_name, entry.model_type, exc)
     if entry.processor is not None:
         transformers.AutoProcessor.register(config_cls, _load(entry.processor), exist_ok=True)
@@ -221,7 +223,7 @@ def register_auto_classes(configs_only: bool = False) -> None:
                             _register_models(entry)
                     except Exception as exc:
                         busy = (*_entry_modules(entry), _CONFIG_MODULE, *_MODEL_MODULES)
-                        if any(_initializing(m) for m in busy):
+                        if any(_initializing(m) for m in busy) or _transformers_initializing():
                             # Circular import: the entry's own module (or a transformers Auto
                             # module) is still executing; retried when that module finishes.
                             logger.debug("deferring registration of %r: %r", entry.model_type, exc)
@@ -248,6 +250,11 @@ def _initializing(module_name: str) -> bool:
     module = sys.modules.get(module_name)
     spec = getattr(module, "__spec__", None)
     return module is not None and bool(getattr(spec, "_initializing", False))
+
+
+def _transformers_initializing() -> bool:
+    """Whether some transformers module is still executing (e.g. ``modeling_utils`` mid-import)."""
+    return any(_initializing(m) for m in list(sys.modules) if m.startswith("transformers."))
 
 
 def _safe(configs_only: bool) -> None:
