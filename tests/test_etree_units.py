@@ -179,6 +179,11 @@ def test_select_public_nodes_algorithm2():
     assert pub == (1, 2)
     assert all(1 in c and 2 in c for c in cl)
     TreeSpec.from_clusters(cl, centers, public_nodes=pub)
+    # a singleton cluster's only member never becomes public (the cluster would be all public)
+    pub3, cl3 = select_public_nodes([[0], [1, 2, 3, 4, 5]], [0, 2], acc, delay, gamma=0.99,
+                                    delta=0.01)
+    assert 0 not in pub3 and len(pub3) == 5 - 1
+    TreeSpec.from_clusters(cl3, [0, 2], public_nodes=pub3)
     acc_bad = np.array([0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
     pub2, cl2 = select_public_nodes(clusters, centers, acc_bad, delay, gamma=0.34, delta=0.01)
     assert pub2 == () and cl2 == ((0, 1, 2), (3, 4, 5))

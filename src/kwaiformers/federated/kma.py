@@ -17,7 +17,8 @@ Yang et al., "E-Tree Learning", IEEE IoT-J 8(14), 2021. Choices where the paper 
   closer. Fallback in both: the cluster whose centre is nearest.
 - **Algorithm 2:** ``Dist(n_j, C_i)`` is the delay from ``n_j`` to the centre of ``C_i``
   (the aggregation point); accepted public nodes join every cluster, and later candidates are
-  tested against the clusters including them.
+  tested against the clusters including them. A candidate is skipped when its own cluster would
+  then hold only public nodes (every cluster keeps at least one device of its own).
 """
 
 from __future__ import annotations
@@ -233,6 +234,8 @@ def select_public_nodes(
     candidates = [int(j) for j in np.argsort(r, kind="stable")[: int(math.floor(gamma * n))]]
     public: list[int] = []
     for j in candidates:
+        if any(j in c and not set(c) - set(public) - {j} for c in cl):
+            continue  # its cluster would keep only public nodes (no device of its own)
         trial = [c if j in c else [*c, j] for c in cl]
         if all(abs(float(acc[c].mean()) - acc_avg) < delta for c in map(np.asarray, trial)):
             public.append(j)

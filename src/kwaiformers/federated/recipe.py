@@ -480,7 +480,7 @@ def run(args) -> int:
         return 2
     except Exception as e:  # a rank failed in a spawned run (message already on stderr)
         if type(e).__name__ in ("ProcessExitedException", "ProcessRaisedException"):
-            print(f"kwaiformers train etree: a rank failed ({str(e).splitlines()[0]}); "
+            print(f"kwaiformers train etree: a rank failed: {str(e).strip()}\n"
                   "resume from the last checkpoint with --set resume_from=DIR", file=sys.stderr)
             return 3
         raise
