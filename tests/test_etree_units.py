@@ -187,3 +187,26 @@ def test_select_public_nodes_algorithm2():
     acc_bad = np.array([0.1, 0.1, 0.9, 0.9, 0.9, 0.9])
     pub2, cl2 = select_public_nodes(clusters, centers, acc_bad, delay, gamma=0.34, delta=0.01)
     assert pub2 == () and cl2 == ((0, 1, 2), (3, 4, 5))
+
+
+def test_single_process_virtual_devices_root_counts_public_node_once():
+    import torch
+
+    from kwaiformers.federated.averagers import ETreeAverager, flatten_model
+
+    models = [torch.nn.Linear(2, 1) for _ in range(4)]
+    with torch.no_grad():
+        for d, m in enumerate(models):
+            for p in m.parameters():
+                p.fill_(float(d * d))
+    x = [flatten_model(m) for m in models]
+    tree = TreeSpec(4, ((Group((0, 1), 0), Group((1, 2, 3), 2)), (Group((0, 1, 2, 3), 2, 1),)),
+                    public_nodes=(1,))
+    av = ETreeAverager(models, tree, n_samples=[1, 2, 3, 4])  # one process, 4 virtual devices
+    av.step()  # k2 = 1: cluster round then root round
+    expect = (1 * x[0] + 2 * x[1] + 3 * x[2] + 4 * x[3]) / 10  # device 1 counted once
+    for m in models:
+        torch.testing.assert_close(flatten_model(m), expect)
+    assert av.rounds_per_level == [1, 1]
+    # bytes: cluster links (1 + 2 non-host members) + root link (cluster host 0 -> root 2)
+    assert av.bytes_per_level == [2 * av.model_bytes * 3, 2 * av.model_bytes * 1]

@@ -26,8 +26,9 @@ Details:
 - Parameters and floating-point buffers (``include_buffers``) are averaged in float64 and written
   back with ``Tensor.copy_`` (never by re-pointing ``.data`` at a flat buffer: shared storage
   makes safetensors drop tensors on save).
-- Public nodes (Algorithm 2) contribute their model to every cluster they belong to and, after a
-  cluster round, take the weighted mean of their clusters' models.
+- Public nodes (Algorithm 2) contribute their model to every cluster they belong to (weighted:
+  with ``1/m`` of their data size each when in ``m`` clusters, so the root average counts their
+  data once) and, after a cluster round, take the weighted mean of their clusters' models.
 - Optimiser state policy at aggregation: ``"keep"``, ``"reset"`` (clear the state) or
   ``"average"`` (floating state tensors are averaged with the parameters).
 - Bytes are counted *logically*, per tree link: each child (device or child-group host) that is
@@ -398,7 +399,9 @@ class ETreeAverager(_Base):
                 if li == 0:
                     for d in g.members:
                         if d in vecs:
-                            w = float(self.weights[d]) if self.weighted else 1.0
+                            # a public node's data is split over its clusters (unbiased root)
+                            w = (float(self.weights[d]) / len(self._membership[0][d])
+                                 if self.weighted else 1.0)
                             buf[:-1] += w * vecs[d]
                             buf[-1] += w
                 else:
