@@ -159,7 +159,8 @@ def test_unconstrained_beam_full_width_equals_exhaustive():
     scores = model.sid_log_probs(batch, tuples[None].expand(3, -1, -1)).sum(-1)
     top = scores.topk(6, dim=-1)
     index = random_index(num_items=12)
-    rec = model.recommend(batch, num_items=6, beam_size=len(tuples), constrained=False, item_index=index)
+    # beam 512 > the 210 tuples: the search keeps every tuple, i.e. it is exhaustive
+    rec = model.recommend(batch, num_items=6, beam_size=512, constrained=False, item_index=index)
     torch.testing.assert_close(rec.log_probs, top.values, rtol=1e-5, atol=1e-5)
     assert torch.equal(rec.item_ids >= 0, index.is_legal(rec.sids.reshape(-1, 3)).view(3, 6))
     no_index = model.recommend(batch, num_items=2, beam_size=4, constrained=False)
