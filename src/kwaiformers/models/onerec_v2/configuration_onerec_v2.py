@@ -72,7 +72,7 @@ class OneRecV2Config(PretrainedConfig):
         num_feedback_labels: int = len(FEEDBACK_LABELS),
         num_user_tokens: int = 1,
         short_seq_len: int = 20,
-        long_seq_len: int = 492,
+        long_seq_len: int = 491,
         embed_dim: int = 90,
         sid_combine: str = "concat",
         context_hidden_size: int | None = None,
