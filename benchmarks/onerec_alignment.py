@@ -63,7 +63,7 @@ def gradient_stats(model, data, num_batches: int, batch_size: int, seed: int) ->
             negatives=batch["target_is_negative"], config=DARSConfig(inclusive_threshold=True))
         keep = adv != 0
         sub = {k: v[keep] for k, v in batch.items()}
-        old = torch.log(sub["target_logged_prob"].float())
+        old = torch.log(sub["target_logged_prob"].float())  # NaN (not logged) -> sg(pi)
         for name in out:
             model.zero_grad()
             lp = model.sid_log_probs(sub, sub["target_sids"][:, None])[:, 0].sum(-1)
@@ -88,7 +88,7 @@ def gradient_stats(model, data, num_batches: int, batch_size: int, seed: int) ->
     return out
 
 
-def run_seed(seed: int, sizes: dict, workdir: str) -> dict:
+def run_seed(seed: int, sizes: dict, workdir: str, logged_prob: bool = True) -> dict:
     from kwaiformers.trainers.onerec_rl_recipe import (
         align,
         build_tiny_model,
@@ -98,7 +98,7 @@ def run_seed(seed: int, sizes: dict, workdir: str) -> dict:
     )
 
     data = prepare_data(num_users=sizes["num_users"], num_items=sizes["num_items"], days=sizes["days"],
-                        seed=seed, simulator_kwargs={"log_exposure_prob": True})
+                        seed=seed, simulator_kwargs={"log_exposure_prob": logged_prob})
     sft = build_tiny_model(data.spec, hidden_size=sizes["hidden_size"], seed=seed)
     pretrain(sft, data, os.path.join(workdir, f"pre{seed}"), max_steps=sizes["pretrain_steps"],
              batch_size=sizes["batch_size"], seed=seed, progress=False)
@@ -134,6 +134,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (about a minute per seed)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--results", default=None, help="also write all numbers to this JSON file")
+    parser.add_argument("--no-logged-prob", action="store_true",
+                        help="legacy exposures: no logged pi_old, GBPO/ECPO use sg(pi) (the quickstart setting)")
     parser.add_argument("--from-results", nargs="+", default=None,
                         help="aggregate the runs of earlier --results files instead of running")
     args = parser.parse_args(argv)
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             for seed in args.seeds:
-                runs.append(run_seed(seed, sizes, tmp))
+                runs.append(run_seed(seed, sizes, tmp, logged_prob=not args.no_logged_prob))
                 print(f"seed {seed} done ({time.time() - t0:.0f} s)", file=sys.stderr)
     print(f"OneRec alignment on the simulator ({'quick' if sizes == QUICK else 'full'}; seeds {args.seeds}; "
           f"{sizes['align_steps']} alignment steps from the same SFT model)\n")
