@@ -193,3 +193,36 @@ def test_guard_raises_clear_error(_no_network):
     finally:
         s.close()
     _no_network.blocked.clear()  # this test tripped the guard on purpose
+
+
+@pytest.mark.parametrize(
+    "prelude",
+    [
+        "",  # kwaiformers first, then TRL pulls in transformers' Auto modules mid-import
+        "import trl",  # TRL (and transformers) first
+        "import torch",  # a partial transformers import in between
+    ],
+)
+def test_registration_survives_import_order(prelude):
+    code = textwrap.dedent(
+        f"""
+        {prelude}
+        import kwaiformers
+        from trl import GRPOConfig
+        from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText
+        names = []
+        for model_type, auto in (("onerec_v2", AutoModel), ("onerec", AutoModel),
+                                 ("KeyeVL1_5", AutoModelForImageTextToText)):
+            config = AutoConfig.for_model(model_type)
+            names.append(auto._model_mapping[type(config)].__name__)
+        print(" ".join(names))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [
+        "OneRecV2ForGenerativeRecommendation",
+        "OneRecForGenerativeRecommendation",
+        "KeyeVL1_5ForConditionalGeneration",
+    ]
+    assert "registration failed" not in out.stderr and "could not register" not in out.stderr

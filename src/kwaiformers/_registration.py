@@ -17,10 +17,14 @@ ours replaces it (``exist_ok=True``). Import never crashes because of a clash. (
 future native ``keye`` type is lower-case, so the checkpoints' ``"Keye"``/``"KeyeVL1_5"`` strings stay
 ours; if transformers ever claims them, its classes win unless the variable is set.)
 
-Robustness: each entry registers independently; an Auto class whose optional backend is missing
-(``AutoVideoProcessor`` without torchvision) is skipped; and when a registered module imports
-transformers for the first time (so the hook fires while that module is still executing) its entry
-is deferred and retried as soon as the module finishes importing.
+Robustness: registration only runs when the import system is *quiescent* for transformers: no
+``transformers.*`` module and none of our registered modules is half-executed. When a trigger fires
+in the middle of a larger import (``import trl`` pulls in ``transformers.trainer``, which pulls in
+the Auto modules), the work is marked pending and retried after the next ``transformers`` /
+``transformers.*`` / registered module finishes executing, so the outermost import completes
+first and our model modules never hit a circular import. Each entry registers independently, and
+an Auto class whose optional backend is missing (``AutoVideoProcessor`` without torchvision) is
+skipped with a debug log.
 """
 
 from __future__ import annotations
@@ -128,7 +132,10 @@ AUTO_REGISTRATIONS: list[AutoRegistration] = [
 _lock = threading.RLock()
 _done: set[tuple[str, str]] = set()
 _warned: set[str] = set()
+_pending = False  # a trigger fired while transformers was mid-import: retry when quiescent
+_running = False  # re-entrancy guard (registering imports modules, which fire the hook again)
 
+_TRANSFORMERS = "transformers"
 _CONFIG_MODULE = "transformers.models.auto.configuration_auto"
 _MODEL_MODULES = (
     "transformers.models.auto.modeling_auto",
@@ -179,64 +186,27 @@ def _register_models(entry: AutoRegistration) -> None:
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
     config_cls = CONFIG_MAPPING[entry.model_type]
-    ours = _load(entry.config)
-    if config_cls is not ours:  # transformers' native class kept (see module docstring)
+    if config_cls is not _load(entry.config):  # transformers' native class kept (docstring)
         _done.add(key)
         return
     import transformers
 
     for auto_name, path in {**entry.models, **entry.extra}.items():
-        auto_cls = getattr(transformers, auto_name)
         try:
-            auto_cls.register(config_cls, _load(path), exist_ok=True)
-        except ImportError as exc:  # optional backend missing (e.g. AutoVideoProcessor w/o torchvision)
-            if _transformers_initializing():
-                raise  # a circular import, not a missing backend: deferred and retried
+            getattr(transformers, auto_name).register(config_cls, _load(path), exist_ok=True)
+        except ImportError as exc:  # optional backend missing (AutoVideoProcessor w/o torchvision)
+            if _busy():
+                raise
             logger.debug("skipping %s registration for %r: %s", auto_name, entry.model_type, exc)
     if entry.processor is not None:
         transformers.AutoProcessor.register(config_cls, _load(entry.processor), exist_ok=True)
     _done.add(key)
 
 
-def register_auto_classes(configs_only: bool = False) -> None:
-    """Register every entry of :data:`AUTO_REGISTRATIONS` with the transformers Auto classes.
-
-    Args:
-        configs_only: register only ``AutoConfig`` (no torch import).
-    """
-    global _running
-    with _lock:
-        if _running:  # re-entered from an import hook fired while registering: run it afterwards
-            _pending.add(configs_only)
-            return
-        _running = True
-        try:
-            levels = {configs_only}
-            while levels:
-                level = min(levels)  # False (full registration) covers True (configs only)
-                _pending.clear()
-                for entry in AUTO_REGISTRATIONS:
-                    try:
-                        if level:
-                            _register_config(entry)
-                        else:
-                            _register_models(entry)
-                    except Exception as exc:
-                        busy = (*_entry_modules(entry), _CONFIG_MODULE, *_MODEL_MODULES)
-                        if any(_initializing(m) for m in busy) or _transformers_initializing():
-                            # Circular import: the entry's own module (or a transformers Auto
-                            # module) is still executing; retried when that module finishes.
-                            logger.debug("deferring registration of %r: %r", entry.model_type, exc)
-                        else:
-                            raise
-                levels = {lv for lv in _pending if not (lv and not level)}
-        finally:
-            _running = False
-            _pending.clear()
-
-
-_running = False
-_pending: set[bool] = set()
+def _initializing(module_name: str) -> bool:
+    module = sys.modules.get(module_name)
+    spec = getattr(module, "__spec__", None)
+    return module is not None and bool(getattr(spec, "_initializing", False))
 
 
 def _entry_modules(entry: AutoRegistration) -> set[str]:
@@ -246,60 +216,142 @@ def _entry_modules(entry: AutoRegistration) -> set[str]:
     return {p.partition(":")[0] for p in paths}
 
 
-def _initializing(module_name: str) -> bool:
-    module = sys.modules.get(module_name)
-    spec = getattr(module, "__spec__", None)
-    return module is not None and bool(getattr(spec, "_initializing", False))
-
-
-def _transformers_initializing() -> bool:
-    """Whether some transformers module is still executing (e.g. ``modeling_utils`` mid-import)."""
-    return any(_initializing(m) for m in list(sys.modules) if m.startswith("transformers."))
-
-
-def _safe(configs_only: bool) -> None:
-    try:
-        register_auto_classes(configs_only=configs_only)
-    except Exception as exc:  # registration must never break the user's import of transformers
-        logger.warning("kwaiformers Auto-class registration failed: %r", exc)
-
-
 def _registry_modules() -> set[str]:
-    return set().union(*(_entry_modules(e) for e in AUTO_REGISTRATIONS)) if AUTO_REGISTRATIONS else set()
+    return set().union(*(_entry_modules(e) for e in AUTO_REGISTRATIONS))
 
 
-def _after_registry_module() -> None:
+def _busy() -> bool:
+    """Whether a transformers module or one of our registered modules is still executing.
+
+    Modules loaded through our import hook are tracked exactly in ``_executing`` (their importlib
+    ``_initializing`` flag is still set right after they finish, when the hook runs); the others
+    are checked through that flag.
+    """
+    if _executing:
+        return True
+    ours = _registry_modules()
+    return any(
+        _initializing(name)
+        for name in list(sys.modules)
+        if (name == _TRANSFORMERS or name.startswith("transformers.") or name in ours)
+        and name not in _hooked
+    )
+
+
+def _level() -> bool | None:
+    """``False``: full registration is due; ``True``: configs only; ``None``: nothing yet."""
     if any(name in sys.modules for name in _MODEL_MODULES):
-        _safe(configs_only=False)
-    elif _CONFIG_MODULE in sys.modules:
-        _safe(configs_only=True)
+        return False
+    if _CONFIG_MODULE in sys.modules:
+        return True
+    return None
+
+
+def register_auto_classes(configs_only: bool = False) -> bool:
+    """Register every entry of :data:`AUTO_REGISTRATIONS` with the transformers Auto classes.
+
+    Idempotent; each entry registers independently and a failing entry is reported (warning) without
+    stopping the others.
+
+    Args:
+        configs_only: register only ``AutoConfig`` (cheaper: no model module is imported).
+
+    Returns:
+        ``True`` when every entry is registered, ``False`` when some were deferred or failed.
+    """
+    global _running, _pending
+    with _lock:
+        if _running:
+            return False
+        _running = True
+        complete = True
+        try:
+            for entry in AUTO_REGISTRATIONS:
+                try:
+                    _register_config(entry) if configs_only else _register_models(entry)
+                except Exception as exc:
+                    complete = False
+                    if _busy():  # a circular import after all: retry when quiescent
+                        _pending = True
+                        logger.debug("deferring registration of %r: %r", entry.model_type, exc)
+                    else:
+                        logger.warning(
+                            "kwaiformers could not register model_type %r with the transformers "
+                            "Auto classes: %r",
+                            entry.model_type,
+                            exc,
+                        )
+        finally:
+            _running = False
+        return complete
+
+
+_executing: list[str] = []  # watched modules currently executing (innermost last)
+_hooked: set[str] = set()  # modules whose execution went through our import hook
+_complete = False  # everything registered: the import hook goes inert
+
+
+def _maybe_register() -> None:
+    """Register what is due if no transformers/registered module is mid-import, else mark pending."""
+    global _pending, _complete
+    if _complete:
+        return
+    if _running:  # a module imported *by* the running registration finished: re-check afterwards
+        _pending = True
+        return
+    for _ in range(4):  # a configs-only pass may itself import the model Auto modules: go again
+        level = _level()
+        if level is None:
+            return
+        if _busy():
+            _pending = True
+            return
+        _pending = False
+        if register_auto_classes(configs_only=level) and level is False:
+            _complete = True
+            return
+        if _level() is level and not _pending:
+            return
 
 
 class _PostImportFinder(importlib.abc.MetaPathFinder):
-    """Runs our registration right after transformers' Auto modules finish executing."""
+    """Re-checks registration each time a transformers or registered module finishes executing.
+
+    Inert once everything is registered, so it costs nothing afterwards.
+    """
 
     def find_spec(self, fullname, path, target=None):  # noqa: D401
-        ours = fullname in _registry_modules()
-        if fullname != _CONFIG_MODULE and fullname not in _MODEL_MODULES and not ours:
+        if _complete:
+            return None
+        watched = (
+            fullname == _TRANSFORMERS
+            or fullname.startswith("transformers.")
+            or fullname in _registry_modules()
+        )
+        if not watched:
             return None
         sys.meta_path.remove(self)
         try:
             spec = importlib.util.find_spec(fullname)
         finally:
             sys.meta_path.insert(0, self)
-        if spec is None or spec.loader is None:
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        loader = spec.loader
-        original_exec = loader.exec_module
+        original_exec = spec.loader.exec_module
 
-        def exec_module(module, _orig=original_exec, _name=fullname, _ours=ours):
-            _orig(module)
-            if _ours:  # retry entries deferred while this module was half-initialised
-                _after_registry_module()
-            else:
-                _safe(configs_only=_name == _CONFIG_MODULE)
+        def exec_module(module, _orig=original_exec, _name=fullname):
+            _hooked.add(_name)
+            _executing.append(_name)
+            try:
+                _orig(module)
+            finally:
+                _executing.pop()
+            try:
+                _maybe_register()
+            except Exception as exc:  # never break the user's import
+                logger.warning("kwaiformers Auto-class registration failed: %r", exc)
 
-        loader.exec_module = exec_module  # type: ignore[method-assign]
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
         return spec
 
 
@@ -308,9 +360,9 @@ _finder = _PostImportFinder()
 
 def install_lazy_registration() -> None:
     """Register now for what transformers has loaded; hook the rest (called by ``import kwaiformers``)."""
-    if any(name in sys.modules for name in _MODEL_MODULES):
-        _safe(configs_only=False)
-    elif _CONFIG_MODULE in sys.modules:
-        _safe(configs_only=True)
     if _finder not in sys.meta_path:
         sys.meta_path.insert(0, _finder)
+    try:
+        _maybe_register()
+    except Exception as exc:  # pragma: no cover - defensive
+        logger.warning("kwaiformers Auto-class registration failed: %r", exc)
