@@ -7,10 +7,10 @@ Auto modules are imported (see :mod:`kwaiformers._registration`).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._registration import install_lazy_registration, register_auto_classes
+from .utils.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -70,17 +70,7 @@ _LAZY_ATTRS: dict[str, str] = {
 __all__ = ["__version__", "register_auto_classes", *_LAZY_ATTRS]
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY_ATTRS.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'kwaiformers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY_ATTRS))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY_ATTRS, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

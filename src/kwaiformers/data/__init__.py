@@ -6,8 +6,7 @@ Names below resolve lazily (importing this package imports neither torch nor dat
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kwaiformers.utils.lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "OneRecCollator": "kwaiformers.data.collator",
@@ -29,14 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kwaiformers.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -108,19 +108,9 @@ def score_aime(
     """Metrics (in %) and per-problem records for ``predictions[p]`` (n responses) vs gold
     ``references[p]``. All problems must have the same number of responses."""
     from kwaiformers.evaluation.math_scoring import parse_gold, score_response
+    from kwaiformers.evaluation.runner import check_responses_per_problem
 
-    if len(predictions) != len(references):
-        raise ValueError(f"predictions ({len(predictions)}) and references ({len(references)}) "
-                         "must have one entry per problem")
-    if not predictions:
-        raise ValueError("predictions is empty")
-    ns = {len(p) for p in predictions}
-    if len(ns) != 1 or 0 in ns:
-        raise ValueError(f"every problem needs the same non-zero number of responses, got {ns}")
-    n = ns.pop()
-    for k in k_values:
-        if not 1 <= k <= n:
-            raise ValueError(f"k={k} must be between 1 and the number of responses n={n}")
+    n = check_responses_per_problem(predictions, references, k_values)
     per_problem, failures, truncated = [], 0, 0
     for p, (responses, gold) in enumerate(zip(predictions, references)):
         if isinstance(responses, str):

@@ -548,20 +548,9 @@ def score_livecodebench(
     :func:`extract_code` unless ``extract=False``); truncated responses (``finish_reason ==
     "length"``) and responses without code count as wrong without being run.
     """
-    from kwaiformers.evaluation.runner import pass_at_k
+    from kwaiformers.evaluation.runner import check_responses_per_problem, pass_at_k
 
-    if len(predictions) != len(problems):
-        raise ValueError(f"predictions ({len(predictions)}) and problems ({len(problems)}) "
-                         "must have one entry per problem")
-    if not predictions:
-        raise ValueError("predictions is empty")
-    ns = {len(p) for p in predictions}
-    if len(ns) != 1 or 0 in ns:
-        raise ValueError(f"every problem needs the same non-zero number of responses, got {ns}")
-    n = ns.pop()
-    for k in k_values:
-        if not 1 <= k <= n:
-            raise ValueError(f"k={k} must be between 1 and the number of responses n={n}")
+    n = check_responses_per_problem(predictions, problems, k_values, "problems")
     parsed = []
     for prob in problems:
         if isinstance(prob, LCBProblem):

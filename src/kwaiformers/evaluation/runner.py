@@ -561,6 +561,29 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - prod
 
 
+def check_responses_per_problem(
+    predictions: Sequence[Sequence[str]],
+    references: Sequence[Any],
+    k_values: Sequence[int],
+    references_name: str = "references",
+) -> int:
+    """Validate ``predictions[p]`` = the n responses of problem p against one reference per
+    problem and ``1 <= k <= n`` for every k; return n. Raises ``ValueError`` naming the field."""
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions ({len(predictions)}) and {references_name} "
+                         f"({len(references)}) must have one entry per problem")
+    if not predictions:
+        raise ValueError("predictions is empty")
+    ns = {len(p) for p in predictions}
+    if len(ns) != 1 or 0 in ns:
+        raise ValueError(f"every problem needs the same non-zero number of responses, got {ns}")
+    n = ns.pop()
+    for k in k_values:
+        if not 1 <= k <= n:
+            raise ValueError(f"k={k} must be between 1 and the number of responses n={n}")
+    return n
+
+
 # -- CLI helpers shared by the `kwaiformers eval <task>` commands ---------------------------------
 
 

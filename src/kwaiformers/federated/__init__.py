@@ -5,8 +5,7 @@ Names resolve lazily (this package must not import torch on ``import kwaiformers
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kwaiformers.utils.lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "Group": "tree",
@@ -41,14 +40,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'kwaiformers.federated' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -5,8 +5,7 @@ Names resolve lazily (no torch import on ``import kwaiformers.rewards``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kwaiformers.utils.lazy import lazy_exports
 
 # public name -> defining module (one line each)
 _LAZY: dict[str, str] = {
@@ -25,14 +24,4 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kwaiformers.rewards' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -6,8 +6,7 @@ so importing the package does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kwaiformers.utils.lazy import lazy_exports
 
 _NAMES: dict[str, str] = {
     "KeyeVLConfig": "configuration_keye_vl",
@@ -37,14 +36,4 @@ _NAMES: dict[str, str] = {
 __all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str) -> Any:
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_exports(__name__, _NAMES, globals())

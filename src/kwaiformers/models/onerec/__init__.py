@@ -6,8 +6,7 @@ package stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from kwaiformers.utils.lazy import lazy_exports
 
 _LAZY = {
     "OneRecConfig": "configuration_onerec",
@@ -23,7 +22,4 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -78,6 +78,27 @@ def eager_attention_forward(
     return out, weights
 
 
+@torch.no_grad()
+def init_common_weights(module: nn.Module, std: float) -> None:
+    """Shared ``_init_weights`` of both OneRec generations: normal(0, std) Linear/Embedding
+    weights, zero biases and padding rows, unit RMSNorm scales, normal ``bos_embedding`` /
+    ``queries`` parameters when a module owns them directly."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.RMSNorm):
+        nn.init.ones_(module.weight)
+    for name in ("bos_embedding", "queries"):
+        param = module._parameters.get(name)
+        if param is not None:
+            nn.init.normal_(param, std=std)
+
+
 def any_true(mask: torch.Tensor) -> bool:
     """``bool(mask.any())``, but ``False`` for meta tensors (shape-only runs such as FLOP counting)."""
     return mask.device.type != "meta" and bool(mask.any())

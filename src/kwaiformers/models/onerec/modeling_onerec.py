@@ -41,6 +41,7 @@ from .modeling_common import (
     any_true,
     check_recommend_args,
     finalize_recommendations,
+    init_common_weights,
     pad_level_logits,
     padding_mask,
     reorder_cache,
@@ -253,23 +254,8 @@ class OneRecPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
 
-    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        std = self.config.initializer_range
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, std=std)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                module.weight[module.padding_idx].zero_()
-        elif isinstance(module, nn.RMSNorm):
-            nn.init.ones_(module.weight)
-        elif isinstance(module, OneRecLifelongQFormer):
-            nn.init.normal_(module.queries, std=std)
-        elif isinstance(module, OneRecForGenerativeRecommendation):
-            nn.init.normal_(module.bos_embedding, std=std)
+        init_common_weights(module, self.config.initializer_range)
 
 
 class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
