@@ -16,12 +16,13 @@ over sorted int64 arrays, never a Python loop over items:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+
+from .serialization import load_tensors_and_config, save_tensors_and_config
 
 __all__ = ["SemanticIdIndex"]
 
@@ -322,42 +323,34 @@ class SemanticIdIndex:
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write ``semantic_id_index.safetensors`` (ids, codes, popularity) and a JSON config."""
-        from safetensors.torch import save_file
-
-        os.makedirs(save_directory, exist_ok=True)
-        tensors = {
-            "item_ids": self.item_ids.contiguous(),
-            "codes": self.codes.to(self._code_dtype()).contiguous(),
-            "popularity": self.popularity.contiguous(),
-        }
-        save_file(tensors, os.path.join(save_directory, INDEX_WEIGHTS_NAME))
-        config = {
-            "format_version": _FORMAT_VERSION,
-            "num_levels": self.num_levels,
-            "level_sizes": self.level_sizes,
-            "num_items": self.num_items,
-            "disambiguated": self.disambiguated,
-        }
-        with open(os.path.join(save_directory, INDEX_CONFIG_NAME), "w") as fh:
-            json.dump(config, fh, indent=2)
+        save_tensors_and_config(
+            save_directory,
+            {
+                "item_ids": self.item_ids,
+                "codes": self.codes.to(self._code_dtype()),
+                "popularity": self.popularity,
+            },
+            {
+                "num_levels": self.num_levels,
+                "level_sizes": self.level_sizes,
+                "num_items": self.num_items,
+                "disambiguated": self.disambiguated,
+            },
+            weights_name=INDEX_WEIGHTS_NAME,
+            config_name=INDEX_CONFIG_NAME,
+            format_version=_FORMAT_VERSION,
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> SemanticIdIndex:
         """Load an index written by :meth:`save_pretrained` (exact round trip)."""
-        from safetensors.torch import load_file
-
-        cfg_path = os.path.join(directory, INDEX_CONFIG_NAME)
-        w_path = os.path.join(directory, INDEX_WEIGHTS_NAME)
-        if not (os.path.isfile(cfg_path) and os.path.isfile(w_path)):
-            raise FileNotFoundError(
-                f"{directory!s} does not hold a SemanticIdIndex ({INDEX_CONFIG_NAME} and "
-                f"{INDEX_WEIGHTS_NAME} expected)"
-            )
-        with open(cfg_path) as fh:
-            cfg = json.load(fh)
-        if cfg.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"unsupported SemanticIdIndex format_version {cfg.get('format_version')}")
-        t = load_file(w_path)
+        t, cfg = load_tensors_and_config(
+            directory,
+            weights_name=INDEX_WEIGHTS_NAME,
+            config_name=INDEX_CONFIG_NAME,
+            format_version=_FORMAT_VERSION,
+            what="SemanticIdIndex",
+        )
         index = cls(
             t["item_ids"],
             t["codes"].long(),
@@ -366,7 +359,9 @@ class SemanticIdIndex:
             disambiguated=cfg.get("disambiguated", False),
         )
         if index.num_items != cfg["num_items"]:
-            raise ValueError(f"{w_path} holds {index.num_items} items, config says {cfg['num_items']}")
+            raise ValueError(
+                f"{directory!s}: weights hold {index.num_items} items, config says {cfg['num_items']}"
+            )
         return index
 
     def __repr__(self) -> str:

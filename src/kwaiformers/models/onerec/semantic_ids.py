@@ -13,7 +13,6 @@ The item index (``SemanticIdIndex``: collisions, TIGER-style disambiguation, pre
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import torch
 
 from .item_index import SemanticIdIndex
 from .kmeans import assign_nearest, balanced_kmeans, kmeans
+from .serialization import load_tensors_and_config, save_tensors_and_config
 
 __all__ = ["SemanticIdIndex", "SemanticIdTokenizer"]
 
@@ -308,44 +308,36 @@ class SemanticIdTokenizer:
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         """Write centroids to ``semantic_id_tokenizer.safetensors`` and the config to JSON."""
-        from safetensors.torch import save_file
-
         self._require_fitted()
-        os.makedirs(save_directory, exist_ok=True)
-        tensors = {f"centroids.{lvl}": c.contiguous() for lvl, c in enumerate(self.centroids)}
-        save_file(tensors, os.path.join(save_directory, TOKENIZER_WEIGHTS_NAME))
-        config = {
-            "format_version": _FORMAT_VERSION,
-            "num_levels": self.num_levels,
-            "codebook_sizes": self.codebook_sizes,
-            "dim": self.dim,
-            "method": self.method,
-            "fit_config": self.fit_config,
-        }
-        with open(os.path.join(save_directory, TOKENIZER_CONFIG_NAME), "w") as fh:
-            json.dump(config, fh, indent=2)
+        save_tensors_and_config(
+            save_directory,
+            {f"centroids.{lvl}": c for lvl, c in enumerate(self.centroids)},
+            {
+                "num_levels": self.num_levels,
+                "codebook_sizes": self.codebook_sizes,
+                "dim": self.dim,
+                "method": self.method,
+                "fit_config": self.fit_config,
+            },
+            weights_name=TOKENIZER_WEIGHTS_NAME,
+            config_name=TOKENIZER_CONFIG_NAME,
+            format_version=_FORMAT_VERSION,
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> SemanticIdTokenizer:
         """Load a tokenizer written by :meth:`save_pretrained` (bit-exact centroids)."""
-        from safetensors.torch import load_file
-
-        cfg_path = os.path.join(directory, TOKENIZER_CONFIG_NAME)
-        w_path = os.path.join(directory, TOKENIZER_WEIGHTS_NAME)
-        if not (os.path.isfile(cfg_path) and os.path.isfile(w_path)):
-            raise FileNotFoundError(
-                f"{directory!s} does not hold a SemanticIdTokenizer ({TOKENIZER_CONFIG_NAME} and "
-                f"{TOKENIZER_WEIGHTS_NAME} expected)"
-            )
-        with open(cfg_path) as fh:
-            cfg = json.load(fh)
-        if cfg.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"unsupported tokenizer format_version {cfg.get('format_version')}")
-        t = load_file(w_path)
+        t, cfg = load_tensors_and_config(
+            directory,
+            weights_name=TOKENIZER_WEIGHTS_NAME,
+            config_name=TOKENIZER_CONFIG_NAME,
+            format_version=_FORMAT_VERSION,
+            what="SemanticIdTokenizer",
+        )
         cents = [t[f"centroids.{lvl}"] for lvl in range(cfg["num_levels"])]
         tok = cls(cents, method=cfg.get("method", "kmeans"), fit_config=cfg.get("fit_config"))
         if tok.codebook_sizes != list(cfg["codebook_sizes"]) or tok.dim != cfg["dim"]:
-            raise ValueError(f"{w_path} does not match its config {cfg_path}")
+            raise ValueError(f"{directory!s}: centroids do not match {TOKENIZER_CONFIG_NAME}")
         return tok
 
     def __repr__(self) -> str:
