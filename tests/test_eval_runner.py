@@ -265,3 +265,28 @@ def test_push_model_index_merges(monkeypatch):
     with pytest.raises(ValueError, match="finite number"):
         make_eval_result(dataset_type="a", dataset_name="b", metric_type="c",
                          metric_value=float("nan"))
+
+
+@pytest.mark.parametrize("name, hub_id, sha", [
+    ("aime24", "HuggingFaceH4/aime_2024", "2fe88a2f1091d5048c0f36abc874fb997b3dd99a"),
+    ("aime25", "yentinglin/aime_2025", "6f71d77b0b89b9dabe07ab466c51df33f514df7f"),
+])
+def test_hub_aime_loads_request_the_pinned_revision(monkeypatch, name, hub_id, sha):
+    import datasets
+
+    from kwaiformers.evaluation.aime import load_aime
+
+    calls = []
+
+    def fake_load_dataset(path, **kwargs):
+        calls.append((path, kwargs))
+        return [{"id": 7, "problem": "1+1?", "answer": " 2 "}]
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    samples = load_aime(name)
+    assert calls == [(hub_id, {"split": "train", "revision": sha})]
+    assert samples[0].id == "7" and samples[0].data["answer"] == "2"
+    load_aime(name, revision="abc123")  # an explicit revision wins over the pin
+    assert calls[-1][1]["revision"] == "abc123"
+    task = AIMETask(name)
+    assert task.dataset_revision == sha

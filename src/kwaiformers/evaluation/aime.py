@@ -44,12 +44,15 @@ class AIMEDataset:
     pretty_name: str
 
 
-#: Hub sources. The aime24 revision is the ``main`` commit recorded in a public note (it could
-#: not be re-verified offline); aime25 is unpinned by default. Pin with ``--revision``.
+#: Hub sources, pinned to a dataset commit so that scores stay comparable (community copies fixed
+#: problem typos over time). The two SHAs are the ones that several independent public evaluation
+#: projects pin for these datasets (30 rows each; aime25's parquet is
+#: ``data/train-00000-of-00001-243207c6c994e1bd.parquet``); override with ``--revision``.
 AIME_DATASETS: dict[str, AIMEDataset] = {
     "aime24": AIMEDataset("HuggingFaceH4/aime_2024", "train",
                           "2fe88a2f1091d5048c0f36abc874fb997b3dd99a", "AIME 2024"),
-    "aime25": AIMEDataset("yentinglin/aime_2025", "train", None, "AIME 2025"),
+    "aime25": AIMEDataset("yentinglin/aime_2025", "train",
+                          "6f71d77b0b89b9dabe07ab466c51df33f514df7f", "AIME 2025"),
 }
 
 
