@@ -129,6 +129,13 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def _dump(path: str, args: argparse.Namespace, results: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"args": vars(args), "results": results}, f)
+    os.replace(tmp, path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="< 1 minute: quick8, shards2, 1 seed")
@@ -157,6 +164,8 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     all_results: dict = {}
     headline: dict = {}
+    tag = "_quick" if args.quick else ""
+    results_path = os.path.join(args.out, f"etree_reproduction{tag}.json")
     t_start = time.perf_counter()
     for scale, nproc in zip(args.scales, procs):
         all_results[scale] = {}
@@ -180,14 +189,13 @@ def main(argv=None) -> int:
             headline[f"{scale}/{part}"] = {
                 **{a: round(s["device_acc"], 4) for a, s in out["summary"].items()}, **v}
             sys.stdout.flush()
+            _dump(results_path, args, all_results)  # after every partition: a long sweep that
+            # is interrupted keeps what it finished
         if not args.no_plot:
             try:
                 plot(all_results[scale], os.path.join(args.out, f"etree_{scale}.png"))
             except ImportError:
                 print("matplotlib not installed: no plot (pip install kwaiformers[plot])")
-    tag = "_quick" if args.quick else ""
-    with open(os.path.join(args.out, f"etree_reproduction{tag}.json"), "w") as f:
-        json.dump({"args": vars(args), "results": all_results}, f)
     # claim tally over non-IID settings
     tally: dict[str, list[bool]] = {}
     for scale in all_results:
