@@ -131,6 +131,8 @@ def test_exact_resume_and_trainer_callback(two_ranks):
         np.testing.assert_array_equal(np.asarray(r["resumed"]), np.asarray(r["straight"]))
         assert r["resumed_steps"] == 6 and r["n_keys"] == r["expected_keys"]
         assert r["hooked"] is True
+        assert r["local_batches"] == 4 and r["local_seen"] == r["local_data"]
+        assert "max_steps" in r["mismatch_error"] and "[2, 3]" in r["mismatch_error"]
     # Trainer: DDP all-reduce disabled (ranks diverge) until the averager aggregates
     assert not np.allclose(ranks[0]["trainer_local"], ranks[1]["trainer_local"])
     np.testing.assert_allclose(ranks[0]["trainer_avg"], ranks[1]["trainer_avg"], atol=1e-6)
@@ -359,6 +361,26 @@ def scenario_ckpt_trainer(out: Path) -> dict:
     res["trainer_local"] = _vec(model)
     fed.aggregate(0)
     res["trainer_avg"] = _vec(model)
+    # rank-local data: one epoch covers all 16 of this rank's examples (not a 1/world slice)
+    loader = trainer.get_train_dataloader()
+    batches = list(loader)
+    res["local_batches"] = len(batches)
+    res["local_seen"] = sorted(round(float(b["x"][i, 0]), 5) for b in batches
+                               for i in range(b["x"].shape[0]))
+    res["local_data"] = sorted(round(float(d["x"][0]), 5) for d in data)
+    # ranks that would run different step counts are refused up front (no hang)
+    args2 = TrainingArguments(output_dir=str(out / f"trainer_b{rank}"),
+                              per_device_train_batch_size=4, max_steps=2 + rank, report_to=[],
+                              save_strategy="no", logging_strategy="no", use_cpu=True,
+                              disable_tqdm=True, dataloader_num_workers=0)
+    trainer2 = Trainer(model=Tiny(), args=args2, train_dataset=data)
+    trainer2.add_callback(ETreeCallback(FedAvgAverager(trainer2.model, 2, period=100, timeout=30),
+                                        trainer2, final_sync=False))
+    try:
+        trainer2.train()
+        res["mismatch_error"] = ""
+    except ValueError as exc:
+        res["mismatch_error"] = str(exc)
     return res
 
 

@@ -28,6 +28,7 @@ _LAZY: dict[str, str] = {
     "flatten_model": "averagers",
     "load_flat": "averagers",
     "ETreeCallback": "callbacks",
+    "make_train_dataloader_rank_local": "callbacks",
     "register_checkpoint_hooks": "checkpoint",
     "save_device_states": "checkpoint",
     "load_device_states": "checkpoint",

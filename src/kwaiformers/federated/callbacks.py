@@ -11,8 +11,14 @@ Build the averager on the *unwrapped* model (``trainer.model``) before ``trainer
     averager = ETreeAverager(trainer.model, tree, n_samples=[len(local_dataset)])
     trainer.add_callback(ETreeCallback(averager, trainer))
 
-Note: the Trainer's data loader still shards its dataset across ranks; give each rank its own
-dataset (it sees a ``1/world_size`` slice of it per epoch).
+Data: every rank is a device with its *own* ``train_dataset``. By default (``rank_local_data=
+True``) the callback makes the trainer's train data loader rank-local
+(:func:`make_train_dataloader_rank_local`): Trainer normally lets Accelerate shard the dataset it
+is given across ranks, so each rank would see only a ``1/world_size`` slice of its own data per
+epoch. Since the averager's collectives must be called on the same steps by every rank, the
+callback checks at ``on_train_begin`` that all ranks will run the same number of optimiser steps
+and raises a ``ValueError`` otherwise (local datasets of different sizes: set
+``TrainingArguments.max_steps``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,47 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-__all__ = ["ETreeCallback"]
+__all__ = ["ETreeCallback", "make_train_dataloader_rank_local"]
+
+
+def make_train_dataloader_rank_local(trainer: Any) -> Any:
+    """Make ``trainer.get_train_dataloader()`` iterate over the whole rank-local ``train_dataset``.
+
+    Trainer builds its train loader with ``accelerator.prepare``, which in a multi-process run
+    shards the batches across ranks (right for data parallelism over one dataset, wrong when each
+    rank is an E-Tree device with its own data). The patched method builds the same loader
+    (Trainer's collator, column removal, sampler and worker settings) but prepares it for a single
+    process: every rank iterates over all of its own examples, batches still moved to the device.
+    Single-process runs are unchanged. Returns ``trainer``.
+    """
+    if getattr(trainer, "_kwf_rank_local_data", False):
+        return trainer
+    original = trainer.get_train_dataloader
+
+    def get_train_dataloader():
+        acc = trainer.accelerator
+        if acc.num_processes <= 1:
+            return original()
+        from accelerate.data_loader import prepare_data_loader
+
+        def prepare_unsharded(data_loader, device_placement=None, slice_fn_for_dispatch=None):
+            prepared = prepare_data_loader(
+                data_loader, acc.device, num_processes=1, process_index=0,
+                put_on_device=acc.device_placement if device_placement is None else device_placement,
+                rng_types=[],  # no cross-rank RNG broadcast: each rank shuffles its own data
+                non_blocking=acc.non_blocking)
+            acc._dataloaders.append(prepared)
+            return prepared
+
+        acc.prepare_data_loader = prepare_unsharded
+        try:
+            return original()
+        finally:
+            del acc.prepare_data_loader  # back to the class method
+
+    trainer.get_train_dataloader = get_train_dataloader
+    trainer._kwf_rank_local_data = True
+    return trainer
 
 
 class ETreeCallback(TrainerCallback):
@@ -31,13 +77,19 @@ class ETreeCallback(TrainerCallback):
         averager: an :class:`~kwaiformers.federated.averagers.ETreeAverager` (or any baseline).
         trainer: the Trainer, to find the DDP-wrapped model (``trainer.model_wrapped``).
         final_sync: run the averager's final aggregation at ``on_train_end``.
+        rank_local_data: make the trainer's train loader iterate over each rank's whole dataset
+            (:func:`make_train_dataloader_rank_local`; needs ``trainer``). ``False`` keeps
+            Trainer's sharding across ranks.
     """
 
-    def __init__(self, averager: Any, trainer: Any = None, final_sync: bool = True) -> None:
+    def __init__(self, averager: Any, trainer: Any = None, final_sync: bool = True,
+                 rank_local_data: bool = True) -> None:
         self.averager = averager
         self.trainer = trainer
         self.final_sync = final_sync
         self.hooked = False
+        if rank_local_data and trainer is not None:
+            make_train_dataloader_rank_local(trainer)
 
     def on_train_begin(self, args, state, control, **kwargs):
         from torch.distributed.algorithms.ddp_comm_hooks.debugging_hooks import noop_hook
@@ -49,7 +101,23 @@ class ETreeCallback(TrainerCallback):
         if isinstance(wrapped, DistributedDataParallel) and not self.hooked:
             wrapped.register_comm_hook(None, noop_hook)
             self.hooked = True
+        self._check_same_step_count(state.max_steps)
         return control
+
+    @staticmethod
+    def _check_same_step_count(max_steps: int) -> None:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        counts: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(counts, int(max_steps))
+        if len(set(counts)) > 1:
+            raise ValueError(
+                f"ETreeCallback: the ranks would run different numbers of optimiser steps "
+                f"{counts} (rank-local datasets of different sizes), so the averaging rounds "
+                f"would not line up. Set TrainingArguments.max_steps to the same value on "
+                f"every rank.")
 
     def on_step_end(self, args, state, control, **kwargs):
         self.averager.step()
