@@ -48,3 +48,15 @@ def _torch_seed():
         return
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tiny models run fastest single-threaded on the shared 2-CPU test machine; modules opt in
+    with ``pytestmark = pytest.mark.usefixtures("single_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

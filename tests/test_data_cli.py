@@ -5,18 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from kwaiformers.cli import main
 from kwaiformers.models.onerec.semantic_ids import SemanticIdIndex, SemanticIdTokenizer
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_simulate_then_semantic_ids(tmp_path, capsys):

@@ -12,14 +12,7 @@ from kwaiformers.data.embeddings import (
     text_embeddings,
 )
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def test_text_embeddings_offline_minilm():

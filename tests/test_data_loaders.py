@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from kwaiformers.data.loaders import (
     INTERACTION_COLUMNS,
@@ -14,14 +13,7 @@ from kwaiformers.data.loaders import (
     load_movielens,
 )
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 KR_LOG_HEADER = (

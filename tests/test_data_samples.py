@@ -15,14 +15,7 @@ from kwaiformers.data.schema import FEEDBACK_LABELS, PAD_CODE, validate_onerec_b
 from kwaiformers.data.simulator import UserSimulator
 from kwaiformers.models.onerec.semantic_ids import SemanticIdIndex
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 HOUR = 3_600_000

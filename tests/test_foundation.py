@@ -201,6 +201,10 @@ def test_guard_raises_clear_error(_no_network):
         "",  # kwaiformers first, then TRL pulls in transformers' Auto modules mid-import
         "import trl",  # TRL (and transformers) first
         "import torch",  # a partial transformers import in between
+        # a kwaiformers module that is not itself registered but is imported by one that is
+        # (modeling_onerec imports modeling_moe) triggers the Auto modules mid-import
+        "from kwaiformers.models.onerec.modeling_moe import OneRecMoE",
+        "import transformers; from transformers import AutoModel",  # Auto loaded before us
     ],
 )
 def test_registration_survives_import_order(prelude):

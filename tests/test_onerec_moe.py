@@ -11,15 +11,7 @@ from kwaiformers.models.onerec.modeling_moe import (
     moe_load_stats,
 )
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models run fastest single-threaded on the shared 2-CPU test machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _reference(moe: OneRecMoE, x: torch.Tensor) -> torch.Tensor:

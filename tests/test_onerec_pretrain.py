@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-import torch
 
 from kwaiformers.trainers import onerec_pretrain
 from kwaiformers.trainers.onerec_pretrain import load_recipe, run_recipe
@@ -29,12 +28,7 @@ def _cached_data(monkeypatch):
     monkeypatch.setattr(onerec_pretrain, "build_data", cached)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _recipe(tmp_path, model: dict, max_steps: int = 4) -> dict:

@@ -12,15 +12,7 @@ from utils import assert_state_dicts_equal, save_and_reload
 from kwaiformers.models.onerec.configuration_onerec import OneRecConfig
 from kwaiformers.models.onerec.modeling_onerec import OneRecForGenerativeRecommendation
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models run fastest single-threaded on the shared 2-CPU test machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _model(**overrides):

@@ -10,14 +10,7 @@ import torch
 from kwaiformers.models.onerec.kmeans import balanced_kmeans, kmeans
 from kwaiformers.models.onerec.semantic_ids import SemanticIdIndex, SemanticIdTokenizer
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """One torch thread: on the shared 2-CPU CI machine, OpenMP stalls dominate small ops."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _blobs(n_per: int = 50, k: int = 8, dim: int = 16, seed: int = 0):

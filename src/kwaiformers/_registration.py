@@ -18,10 +18,11 @@ future native ``keye`` type is lower-case, so the checkpoints' ``"Keye"``/``"Key
 ours; if transformers ever claims them, its classes win unless the variable is set.)
 
 Robustness: registration only runs when the import system is *quiescent* for transformers: no
-``transformers.*`` module and none of our registered modules is half-executed. When a trigger fires
+``transformers.*`` and no ``kwaiformers.*`` module is half-executed (a registered model module
+may import any kwaiformers module, e.g. ``modeling_onerec`` imports ``modeling_moe``). When a trigger fires
 in the middle of a larger import (``import trl`` pulls in ``transformers.trainer``, which pulls in
 the Auto modules), the work is marked pending and retried after the next ``transformers`` /
-``transformers.*`` / registered module finishes executing, so the outermost import completes
+``transformers.*`` / ``kwaiformers.*`` module finishes executing, so the outermost import completes
 first and our model modules never hit a circular import. Each entry registers independently, and
 an Auto class whose optional backend is missing (``AutoVideoProcessor`` without torchvision) is
 skipped with a debug log.
@@ -220,8 +221,16 @@ def _registry_modules() -> set[str]:
     return set().union(*(_entry_modules(e) for e in AUTO_REGISTRATIONS))
 
 
+def _watched(name: str) -> bool:
+    """Modules whose end of execution may make registration due or possible: transformers and
+    every kwaiformers submodule (a registered model module may import any of them)."""
+    return (name == _TRANSFORMERS or name.startswith("transformers.")
+            or name.startswith("kwaiformers.") or name in _registry_modules())
+
+
 def _busy() -> bool:
-    """Whether a transformers module or one of our registered modules is still executing.
+    """Whether a transformers or kwaiformers module (other than the top-level ``kwaiformers``
+    package, which calls us at the end of its own execution) is still executing.
 
     Modules loaded through our import hook are tracked exactly in ``_executing`` (their importlib
     ``_initializing`` flag is still set right after they finish, when the hook runs); the others
@@ -229,13 +238,8 @@ def _busy() -> bool:
     """
     if _executing:
         return True
-    ours = _registry_modules()
-    return any(
-        _initializing(name)
-        for name in list(sys.modules)
-        if (name == _TRANSFORMERS or name.startswith("transformers.") or name in ours)
-        and name not in _hooked
-    )
+    return any(_initializing(name) for name in list(sys.modules)
+               if _watched(name) and name not in _hooked)
 
 
 def _level() -> bool | None:
@@ -323,12 +327,7 @@ class _PostImportFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):  # noqa: D401
         if _complete:
             return None
-        watched = (
-            fullname == _TRANSFORMERS
-            or fullname.startswith("transformers.")
-            or fullname in _registry_modules()
-        )
-        if not watched:
+        if not _watched(fullname):
             return None
         sys.meta_path.remove(self)
         try:
