@@ -3,6 +3,7 @@
     python benchmarks/etree_reproduction.py --quick          # < 1 minute: digits, 8 devices, 2 ranks
     python benchmarks/etree_reproduction.py                  # digits 16 devices + synthetic 100
     python benchmarks/etree_reproduction.py --scales digits16 --partitions shards2 iid --seeds 0 1 2
+    python benchmarks/etree_reproduction.py --compare A.json B.json   # same runs, two placements
 
 Arms (same leaf-round budget, same model and initialisation): E-Tree (KMA clusters, k1 = 1 local
 epoch per cluster round, k2 = 4 cluster rounds per root round), FedAvg at the same leaf rounds
@@ -98,6 +99,41 @@ def markdown(path: str) -> str:
     return "\n".join(lines)
 
 
+def compare(path_a: str, path_b: str) -> dict:
+    """Final accuracies of two results files, arm by arm and seed by seed, for every (scale,
+    partition) present in both (e.g. 16 devices on 16 processes vs on 4 processes: virtual
+    devices should change where models live, not the arithmetic). Prints a table and returns
+    ``{"settings": n, "runs": n, "max_abs_diff_device_acc": x, "same_trees": bool}``."""
+    with open(path_a) as f:
+        a = json.load(f)["results"]
+    with open(path_b) as f:
+        b = json.load(f)["results"]
+    diffs, runs, same_trees, settings = [], 0, True, 0
+    print(f"{'setting':24} {'arm':14} {'seeds':>5} {'A mean acc':>10} {'B mean acc':>10} "
+          f"{'max |A-B|':>10}")
+    for scale in sorted(a.keys() & b.keys()):
+        for part in [p for p in a[scale] if p in b[scale]]:
+            settings += 1
+            ra, rb = a[scale][part]["runs"], b[scale][part]["runs"]
+            for arm in [x for x in ra if x in rb]:
+                n = min(len(ra[arm]), len(rb[arm]))
+                acc_a = [r["device_acc"] for r in ra[arm][:n]]
+                acc_b = [r["device_acc"] for r in rb[arm][:n]]
+                d = max(abs(x - y) for x, y in zip(acc_a, acc_b))
+                diffs.append(d)
+                runs += n
+                for x, y in zip(ra[arm][:n], rb[arm][:n]):
+                    tx, ty = x.get("tree"), y.get("tree")
+                    if tx and ty and tx["levels"] != ty["levels"]:
+                        same_trees = False
+                print(f"{scale + '/' + part:24} {arm:14} {n:>5} {np.mean(acc_a):>10.4f} "
+                      f"{np.mean(acc_b):>10.4f} {d:>10.2e}")
+    out = {"settings": settings, "runs": runs,
+           "max_abs_diff_device_acc": float(max(diffs)) if diffs else None,
+           "same_trees": same_trees}
+    return out
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
 
@@ -150,9 +186,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs", help="folder for the JSON results and the plots")
     ap.add_argument("--no-plot", action="store_true")
     ap.add_argument("--markdown", metavar="JSON", help="print markdown tables of a results file")
+    ap.add_argument("--compare", nargs=2, metavar=("A_JSON", "B_JSON"),
+                    help="compare the final accuracies of two results files run by run")
     args = ap.parse_args(argv)
     if args.markdown:
         print(markdown(args.markdown))
+        return 0
+    if args.compare:
+        print(json.dumps(compare(*args.compare)))
         return 0
     if args.quick:
         args.scales, args.partitions, args.seeds, args.leaf_rounds = (
