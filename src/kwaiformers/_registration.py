@@ -222,10 +222,11 @@ def _registry_modules() -> set[str]:
 
 
 def _watched(name: str) -> bool:
-    """Modules whose end of execution may make registration due or possible: transformers and
-    every kwaiformers submodule (a registered model module may import any of them)."""
-    return (name == _TRANSFORMERS or name.startswith("transformers.")
-            or name.startswith("kwaiformers.") or name in _registry_modules())
+    """Modules whose end of execution may make registration due or possible: transformers, every
+    kwaiformers submodule (a registered model module may import any of them) and the modules of
+    entries registered from outside kwaiformers."""
+    return (name == _TRANSFORMERS or name.startswith(("transformers.", "kwaiformers."))
+            or name in _registry_modules())
 
 
 def _busy() -> bool:
