@@ -124,10 +124,14 @@ def evaluate_recommender(
     constrained: bool = True,
     max_batches: int | None = None,
     progress: bool = True,
+    gather: Any = None,
 ) -> dict[str, float]:
     """Run ``model.recommend`` over ``batches`` (schema batches with ``target_item_id``) and score it.
 
     Returns Recall@K / NDCG@K for every ``k`` in ``ks`` and the legality rate, averaged over users.
+    ``gather`` (several processes, each with its own shard of the users): maps this process'
+    ``[n, ...]`` tensor to the concatenation over all processes, so that every process scores
+    the union (a process with no batch passes ``batches=[]``).
     """
     from tqdm.auto import tqdm
 
@@ -149,6 +153,9 @@ def evaluate_recommender(
         targets.append(batch["target_item_id"].cpu())
     if was_training:
         model.train()
-    if not recs:
+    if gather is not None:
+        recs = [gather(torch.cat(recs) if recs else torch.empty(0, num_items, dtype=torch.long))]
+        targets = [gather(torch.cat(targets) if targets else torch.empty(0, dtype=torch.long))]
+    if not recs or recs[0].shape[0] == 0:
         raise ValueError("no evaluation batches")
     return recommendation_metrics(torch.cat(recs), torch.cat(targets), ks)

@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         cfg.setdefault("training", {})["max_steps"] = args.max_steps
     trainer = build_keye_sft_trainer(cfg, output_dir=args.output_dir)
+    from kwaiformers.utils.distributed import check_launch_matches
+
+    check_launch_matches(trainer.accelerator.num_processes, "the Keye SFT trainer")
     result = trainer.train()
     trainer.save_model()
     trainer.processing_class.save_pretrained(trainer.args.output_dir)

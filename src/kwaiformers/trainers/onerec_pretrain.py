@@ -204,22 +204,38 @@ def _make_trainer_class():
             super().log(logs, *args, **kwargs)
 
         def recommendation_metrics(self, dataset, prefix: str) -> dict[str, float]:
+            """Beam-search metrics on the first ``batch_size * max_batches`` rows; with several
+            processes each one searches a contiguous shard of those rows and the recommendations
+            are gathered before scoring (the metrics of one process on all the rows)."""
             settings = self.eval_settings
             ks = tuple(int(k) for k in settings.get("ks", (1, 5, 10)))
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_size=int(settings.get("batch_size", 64)), collate_fn=self.data_collator
-            )
+            batch_size = int(settings.get("batch_size", 64))
+            max_batches = settings.get("max_batches")
+            gather, full = None, dataset
+            world = self.accelerator.num_processes
+            if world > 1:
+                from accelerate.utils import gather_object
+
+                n_rows = min(len(dataset), batch_size * int(max_batches or len(dataset)))
+                per = -(-n_rows // world)
+                start = min(self.accelerator.process_index * per, n_rows)
+                dataset = dataset.select(range(start, min(start + per, n_rows)))
+                max_batches = None
+
+                def gather(t):
+                    return torch.cat(gather_object([t]))
+
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator)
             model = self.accelerator.unwrap_model(self.model)
             metrics = evaluate_recommender(
                 model, loader, self.item_index, ks=ks, beam_size=int(settings.get("beam_size", 32)),
                 constrained=bool(settings.get("constrained", True)),
-                max_batches=settings.get("max_batches"), progress=not self.args.disable_tqdm,
+                max_batches=max_batches, progress=not self.args.disable_tqdm, gather=gather,
             )
             out = {f"{prefix}_{k}": v for k, v in metrics.items()}
             if self.train_item_ids is not None:
-                n_eval = min(len(dataset), int(settings.get("batch_size", 64)) * int(
-                    settings.get("max_batches") or len(dataset)))
-                targets = torch.as_tensor(dataset["target_item_id"][:n_eval])
+                n_eval = min(len(full), batch_size * int(settings.get("max_batches") or len(full)))
+                targets = torch.as_tensor(full["target_item_id"][:n_eval])
                 pop = popularity_recommendations(self.train_item_ids, max(ks), len(targets))
                 base = recommendation_metrics(pop, targets, ks)
                 out.update({f"{prefix}_popularity_{k}": v for k, v in base.items() if k != "legality"})
@@ -242,6 +258,7 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
     from transformers import TrainingArguments, set_seed
 
     from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+    from kwaiformers.utils.distributed import check_launch_matches
 
     threads = recipe.runtime.get("torch_threads")
     if threads:
@@ -265,6 +282,7 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
         eval_dataset=data.splits["validation"], data_collator=data.collator, callbacks=callbacks,
         item_index=data.index, eval_settings=recipe.eval, train_item_ids=data.train_item_ids,
     )
+    check_launch_matches(trainer.accelerator.num_processes, "the OneRec pretraining Trainer")
     resume = resume_from_checkpoint
     if resume is None:
         resume = recipe.training.get("resume_from_checkpoint")

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kwaiformers.utils.distributed import check_launch_matches
+
 __all__ = [
     "add_recipe_arguments",
     "addition_chain_of_thought",
@@ -293,6 +295,7 @@ def run_gppo(config: Mapping[str, Any], args: argparse.Namespace | None = None, 
         train_dataset=dataset, processing_class=tokenizer,
         peft_config=_peft_config(config.get("peft")),
     )
+    check_launch_matches(trainer.accelerator.num_processes, "the GPPO trainer")
     if train:
         trainer.train()
         trainer.save_model(training.output_dir)
@@ -313,6 +316,7 @@ def run_sft(config: Mapping[str, Any], args: argparse.Namespace | None = None, *
     training = SFTConfig(**config["training"])
     trainer = SFTTrainer(model=model, args=training, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=_peft_config(config.get("peft")))
+    check_launch_matches(trainer.accelerator.num_processes, "the SFT trainer")
     if train:
         trainer.train()
         trainer.save_model(training.output_dir)
