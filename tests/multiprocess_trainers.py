@@ -47,10 +47,46 @@ def _history(trainer) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------- OneRec pretraining
-def _pretrain(out: Path, name: str, model_cfg: dict) -> None:
+def _record_wrapping(trainer_module, attr: str, seen: dict) -> None:
+    """Patch the trainer class factory/class so that ``compute_loss`` records how the model it
+    receives is wrapped (FSDP2: the module class is an ``FSDP...`` subclass, parameters DTensors)."""
+    original = getattr(trainer_module, attr)
+
+    def record(model):
+        from torch.distributed.tensor import DTensor
+
+        seen["model_class"] = type(model).__name__
+        seen["dtensor_params"] = any(isinstance(p, DTensor) for p in model.parameters())
+
+    if attr == "_make_trainer_class":
+        def factory():
+            cls = original()
+
+            class Recording(cls):
+                def compute_loss(self, model, *args, **kwargs):
+                    record(model)
+                    return super().compute_loss(model, *args, **kwargs)
+
+            return Recording
+
+        setattr(trainer_module, attr, factory)
+    else:
+        class RecordingSFT(original):
+            def compute_loss(self, model, *args, **kwargs):
+                record(model)
+                return super().compute_loss(model, *args, **kwargs)
+
+        setattr(trainer_module, attr, RecordingSFT)
+
+
+def _pretrain(out: Path, name: str, model_cfg: dict, **training) -> None:
     from safetensors.torch import load_file
 
+    from kwaiformers.trainers import onerec_pretrain
     from kwaiformers.trainers.onerec_pretrain import load_recipe, run_recipe
+
+    seen: dict = {}
+    _record_wrapping(onerec_pretrain, "_make_trainer_class", seen)
 
     run_dir = out / name
     raw = {
@@ -62,7 +98,7 @@ def _pretrain(out: Path, name: str, model_cfg: dict) -> None:
                      "per_device_train_batch_size": 2 * GLOBAL_BATCH // _world(),
                      "per_device_eval_batch_size": 8, "learning_rate": 3e-3, "logging_steps": 1,
                      "save_steps": 3, "eval_strategy": "no", "report_to": "none", "use_cpu": True,
-                     "seed": 0, "disable_tqdm": True, "dataloader_num_workers": 0},
+                     "seed": 0, "disable_tqdm": True, "dataloader_num_workers": 0, **training},
         "eval": {"ks": [1, 5], "beam_size": 6, "batch_size": 10, "max_batches": 2},
     }
     metrics = run_recipe(load_recipe(raw))
@@ -78,7 +114,7 @@ def _pretrain(out: Path, name: str, model_cfg: dict) -> None:
     for i, (_name, v) in enumerate(sorted(weights.items())):
         model.register_buffer(f"w{i}", v)
     _save(out, name, model, {"metrics": metrics, "history": state["log_history"],
-                             "names": sorted(weights)})
+                             "names": sorted(weights), "wrapping": seen})
 
 
 def scenario_pretrain_v1_moe(out: Path) -> None:
@@ -89,9 +125,68 @@ def scenario_pretrain_v1_moe(out: Path) -> None:
         "expert_intermediate_size": 8, "aux_free_bias_update_speed": 0.01})
 
 
+_V2 = {"type": "onerec_v2", "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+       "embed_dim": 4, "intermediate_size": 32}
+
+
 def scenario_pretrain_v2(out: Path) -> None:
-    _pretrain(out, "pretrain_v2", {"type": "onerec_v2", "hidden_size": 16, "num_hidden_layers": 1,
-                                   "num_attention_heads": 2, "embed_dim": 4, "intermediate_size": 32})
+    _pretrain(out, "pretrain_v2", _V2)
+
+
+def _fsdp_settings(config: str) -> dict:
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    training = yaml.safe_load((root / "trainers" / "configs" / config).read_text())["training"]
+    return {k: training[k] for k in ("fsdp", "fsdp_config")}
+
+
+def scenario_fsdp_refused(out: Path) -> None:
+    """The shipped FSDP2 recipes' settings on CPU: a clear error, not a silent DDP run."""
+    errors = {}
+    for name, run in (("onerec_v2_fsdp2.yaml", lambda kw: _pretrain(out, "fsdp_v2", _V2, **kw)),
+                      ("keye_sft_fsdp2.yaml", lambda kw: _keye_sft(out, "fsdp_keye", **kw))):
+        try:
+            run(_fsdp_settings(name))
+            errors[name] = None
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if _rank() == 0:
+        (out / "fsdp_refused.json").write_text(json.dumps(errors))
+
+
+def scenario_moe_ddp(out: Path) -> None:
+    """Aux-loss-free bias step after two forwards (gradient accumulation) under DDP: routing
+    counts must not be overwritten by DDP's buffer broadcast and must be summed over ranks."""
+    import torch
+    from torch.nn.functional import one_hot
+
+    from kwaiformers.models.onerec.modeling_moe import (
+        OneRecMoE,
+        exclude_moe_counters_from_ddp,
+        moe_load_stats,
+        update_aux_free_biases,
+    )
+
+    torch.manual_seed(0)
+    root = torch.nn.Sequential(OneRecMoE(4, 4, 1, 4))
+    with torch.no_grad():
+        root[0].gate.weight.copy_(torch.eye(4) * 10)  # token one_hot(e) routes to expert e
+    exclude_moe_counters_from_ddp(root)
+    model = root
+    if _world() > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=True)  # joins the gloo group of the launcher
+        model = torch.nn.parallel.DistributedDataParallel(root, find_unused_parameters=True)
+    experts = {0: [[0, 0, 0, 1], [0, 0, 1, 0]], 1: [[2, 2, 2, 3], [2, 3, 3, 3]]}  # per rank, per micro-batch
+    ranks = [_rank()] if _world() > 1 else [0, 1]
+    for micro in range(2):
+        ids = [e for r in ranks for e in experts[r][micro]]
+        model(one_hot(torch.tensor(ids), 4).float()).sum().backward()
+    update_aux_free_biases(root, 0.1)
+    _save(out, "moe_ddp", root, {"bias": root[0].e_score_correction_bias.tolist(),
+                                 "stats": moe_load_stats(root), "history": []})
 
 
 # ------------------------------------------------------------------------------- ECPO / GBPO
@@ -223,18 +318,26 @@ def scenario_gppo_resample(out: Path) -> None:
           dynamic_sampling_max_rounds=3, max_steps=2)
 
 
-def scenario_keye_sft(out: Path) -> None:
+def _keye_sft(out: Path, name: str, **training) -> None:
+    import trl
     import yaml
 
     from kwaiformers.trainers.keye_sft_recipe import build_keye_sft_trainer
 
+    seen: dict = {}
+    _record_wrapping(trl, "SFTTrainer", seen)
     root = Path(__file__).resolve().parent.parent
     cfg = yaml.safe_load((root / "trainers" / "configs" / "keye_sft_tiny.yaml").read_text())
     cfg["dataset"]["synthetic"] = {"num_samples": 8}
-    cfg["training"].update(per_device_train_batch_size=4 // _world(), max_steps=2, disable_tqdm=True)
-    trainer = build_keye_sft_trainer(cfg, output_dir=str(out / "keye_sft"))
+    cfg["training"].update(per_device_train_batch_size=4 // _world(), max_steps=2, disable_tqdm=True,
+                           **training)
+    trainer = build_keye_sft_trainer(cfg, output_dir=str(out / name))
     trainer.train()
-    _save(out, "keye_sft", trainer.model, {"history": _history(trainer)})
+    _save(out, name, trainer.model, {"history": _history(trainer), "wrapping": seen})
+
+
+def scenario_keye_sft(out: Path) -> None:
+    _keye_sft(out, "keye_sft")
 
 
 def main(argv: list[str]) -> None:

@@ -30,8 +30,8 @@ ROOT = HERE.parent
 WORKER = HERE / "multiprocess_trainers.py"
 pytestmark = pytest.mark.multiprocess
 
-SCENARIOS = ["pretrain_v1_moe", "pretrain_v2", "ecpo", "gbpo", "gbpo_hybrid", "sft", "gppo",
-             "gppo_resample", "keye_sft"]
+SCENARIOS = ["fsdp_refused", "moe_ddp", "pretrain_v1_moe", "pretrain_v2", "ecpo", "gbpo", "gbpo_hybrid",
+             "sft", "gppo", "gppo_resample", "keye_sft"]
 _VOLATILE = {"step_time", "train_runtime", "train_samples_per_second", "train_steps_per_second",
              "test_runtime", "test_samples_per_second", "test_steps_per_second", "total_flos"}
 
@@ -120,8 +120,18 @@ def test_onerec_pretraining_v1_moe(runs):
     assert res["metrics"]["test_legality"] == 1.0
 
 
+def test_moe_bias_update_uses_the_load_of_all_ranks(runs):
+    res = _load(runs, "moe_ddp")
+    (one, _), (two, _) = res["one"], res["two"]
+    # global load [6, 2, 4, 4] (mean 4): sign(mean - load) * 0.1; rank 0 alone ([6, 2, 0, 0]) or
+    # counts overwritten by DDP's buffer broadcast would give another step
+    assert one["bias"] == two["bias"] == pytest.approx([-0.1, 0.1, 0.0, 0.0])
+    assert one["stats"] == pytest.approx(two["stats"]) and one["stats"]["moe/max_load_ratio"] == 1.5
+
+
 def test_onerec_pretraining_v2(runs):
     res = _assert_same(runs, "pretrain_v2", min_steps=3)
+    assert res["two"]["wrapping"]["model_class"] == "DistributedDataParallel"  # really 2 ranks
     for key in ("test_loss", "test_recall@1", "test_ndcg@5"):
         assert _close(res["metrics"][key], res["two"]["metrics"][key]), key
 
@@ -143,7 +153,18 @@ def test_reasoning_sft(runs):
 
 
 def test_keye_sft_with_lora(runs):
-    _assert_same(runs, "keye_sft", min_steps=2)
+    res = _assert_same(runs, "keye_sft", min_steps=2)
+    assert res["two"]["wrapping"]["model_class"] == "DistributedDataParallel"
+
+
+def test_fsdp_recipes_refuse_cpu_instead_of_silently_running_ddp(runs):
+    """accelerate 1.15 ignores the FSDP plugin for CPU (gloo) process groups: the FSDP2 recipe
+    settings would train unsharded under DDP, so they stop with a clear error on CPU."""
+    for key in ("one", "two"):
+        errors = json.loads((runs[key] / "fsdp_refused.json").read_text())
+        assert set(errors) == {"onerec_v2_fsdp2.yaml", "keye_sft_fsdp2.yaml"}
+        for message in errors.values():
+            assert message and "training.fsdp is set but this run is on CPU" in message
 
 
 def test_gppo_rewards_and_advantages_over_the_global_batch(runs):

@@ -94,6 +94,9 @@ def build_keye_sft_trainer(cfg: dict[str, Any], output_dir: str | None = None):
         max_length=None,
         **training,
     )
+    from kwaiformers.utils.distributed import check_sharding_supported
+
+    check_sharding_supported(args)
     collator = KeyeSFTCollator(processor, max_length=cfg.get("max_length"), root=os.path.dirname(os.path.abspath(path)),
                                system=cfg.get("system"))
     peft_config = keye_lora_config(**cfg["lora"]) if cfg.get("lora") else None

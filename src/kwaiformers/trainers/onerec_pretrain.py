@@ -258,8 +258,15 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
     from transformers import TrainingArguments, set_seed
 
     from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
-    from kwaiformers.utils.distributed import check_launch_matches
+    from kwaiformers.utils.distributed import check_launch_matches, check_sharding_supported
 
+    train_kwargs = dict(recipe.training)
+    train_kwargs.setdefault("remove_unused_columns", False)  # the collator needs every column
+    train_kwargs.setdefault("prediction_loss_only", True)
+    train_kwargs.setdefault("label_names", ["target_sids"])  # so evaluation computes the NTP loss
+    train_kwargs.setdefault("report_to", "none")
+    args = TrainingArguments(**train_kwargs)
+    check_sharding_supported(args)  # before the (long) data pipeline
     threads = recipe.runtime.get("torch_threads")
     if threads:
         import torch
@@ -269,12 +276,6 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
     set_seed(seed)
     data = build_data(recipe)
     model = build_model(recipe, data.feature_spec)
-    train_kwargs = dict(recipe.training)
-    train_kwargs.setdefault("remove_unused_columns", False)  # the collator needs every column
-    train_kwargs.setdefault("prediction_loss_only", True)
-    train_kwargs.setdefault("label_names", ["target_sids"])  # so evaluation computes the NTP loss
-    train_kwargs.setdefault("report_to", "none")
-    args = TrainingArguments(**train_kwargs)
     callbacks = [AuxFreeBiasUpdateCallback()] if moe_layers(model) else []
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(

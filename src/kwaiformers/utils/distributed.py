@@ -4,6 +4,8 @@
   ``forward`` (DDP's gradient reducer and FSDP's parameter gathering only work through it): the
   OneRec trainers' losses call ``sid_log_probs`` and ``recommend``-side methods, not ``forward``.
 * :func:`all_reduce_sum_` / :func:`world_size` / :func:`rank`: no-ops in a single process.
+* :func:`check_sharding_supported` refuses FSDP settings on CPU, where accelerate (1.15) silently
+  runs DDP instead (it only switches to FSDP for GPU/accelerator process groups).
 * :func:`check_launch_matches` turns the "launched N processes but each trains alone" trap (a
   ``Trainer`` on a CPU machine without ``use_cpu: true`` under ``torchrun``) into a clear error.
 """
@@ -14,7 +16,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["all_reduce_sum_", "call_through_wrapper", "check_launch_matches", "rank", "world_size"]
+__all__ = ["all_reduce_sum_", "call_through_wrapper", "check_launch_matches", "check_sharding_supported", "rank",
+           "world_size"]
 
 _MISSING = object()
 
@@ -83,6 +86,23 @@ def call_through_wrapper(model: Any, fn: Callable[[Any], Any]) -> Any:
         return model()
     finally:
         restore()
+
+
+def check_sharding_supported(args: Any) -> None:
+    """Raise ``ValueError`` when ``args`` (``TrainingArguments``) asks for FSDP on CPU.
+
+    ``torch.distributed.fsdp.fully_shard`` itself runs on CPU with gloo, but accelerate 1.15
+    enables its FSDP plugin only for GPU-like process groups: on CPU the ``fsdp`` settings are
+    ignored and every process silently holds and trains the whole model under DDP."""
+    import torch
+
+    if getattr(args, "fsdp", None) and (getattr(args, "use_cpu", False) or not torch.cuda.is_available()):
+        raise ValueError(
+            "training.fsdp is set but this run is on CPU: accelerate applies FSDP only on GPUs "
+            "(on CPU it would silently fall back to DDP with the whole model on every process). "
+            "Launch the FSDP recipe on GPUs (`accelerate launch --multi_gpu --num_processes N ...`) "
+            "or remove training.fsdp / training.fsdp_config for CPU data parallelism."
+        )
 
 
 def check_launch_matches(num_processes: int, what: str = "the trainer") -> None:
