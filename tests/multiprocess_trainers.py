@@ -55,6 +55,8 @@ def _record_wrapping(trainer_module, attr: str, seen: dict) -> None:
     def record(model):
         from torch.distributed.tensor import DTensor
 
+        if not model.training or "model_class" in seen:  # the first training step only
+            return
         seen["model_class"] = type(model).__name__
         seen["dtensor_params"] = any(isinstance(p, DTensor) for p in model.parameters())
 

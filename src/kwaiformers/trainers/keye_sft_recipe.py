@@ -120,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     check_launch_matches(trainer.accelerator.num_processes, "the Keye SFT trainer")
     result = trainer.train()
     trainer.save_model()
-    trainer.processing_class.save_pretrained(trainer.args.output_dir)
-    print(f"keye-sft: {result.global_step} steps, final train loss {result.training_loss:.4f}, "
-          f"saved to {trainer.args.output_dir}")
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        trainer.processing_class.save_pretrained(trainer.args.output_dir)
+        print(f"keye-sft: {result.global_step} steps, final train loss {result.training_loss:.4f}, "
+              f"saved to {trainer.args.output_dir}")
     return 0

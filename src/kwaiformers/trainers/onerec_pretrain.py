@@ -294,10 +294,12 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
     trainer.train(resume_from_checkpoint=resume or None)
     test_metrics = trainer.evaluate(data.splits["test"], metric_key_prefix="test")
     trainer.save_model(args.output_dir)
-    data.index.save_pretrained(os.path.join(args.output_dir, "item_index"))
-    data.tokenizer.save_pretrained(os.path.join(args.output_dir, "semantic_id_tokenizer"))
-    with open(os.path.join(args.output_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(test_metrics, fh, indent=2)
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        data.index.save_pretrained(os.path.join(args.output_dir, "item_index"))
+        data.tokenizer.save_pretrained(os.path.join(args.output_dir, "semantic_id_tokenizer"))
+        with open(os.path.join(args.output_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(test_metrics, fh, indent=2)
+    trainer.accelerator.wait_for_everyone()
     return test_metrics
 
 
@@ -320,5 +322,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report_to:
         recipe.training["report_to"] = args.report_to
     metrics = run_recipe(recipe, resume_from_checkpoint=args.resume)
-    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+    if os.environ.get("RANK", "0") == "0":  # once under a launcher
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
