@@ -24,7 +24,7 @@ class GBPOConfig(GRPOConfig):
         mode: ``"logged"`` (GBPO on logged exposures with DARS advantages, the deployed V2 way) or
             ``"hybrid"`` (plus reward-model rollouts as an independent sample set, V2 Table 7).
         dars_beta, dars_epsilon, dars_quantile, dars_history_window, dars_negative_signals,
-        dars_empty_bucket_fallback, dars_inclusive_threshold: the
+        dars_empty_bucket_fallback, dars_min_bucket_size, dars_inclusive_threshold: the
             :class:`~kwaiformers.rewards.dars.DARSConfig` fields (documented there).
         probability_level: ``"item"`` (default) or ``"token"``; with ``"token"`` the logged
             (item-level) generation probability cannot be split over levels, so ``pi_old`` falls
@@ -49,7 +49,8 @@ class GBPOConfig(GRPOConfig):
     dars_quantile: float = 0.25
     dars_history_window: int | None = None
     dars_negative_signals: list[str] = field(default_factory=lambda: ["is_hate"])
-    dars_empty_bucket_fallback: Literal["user", "zero", "nan"] = "user"
+    dars_empty_bucket_fallback: Literal["population", "user", "zero", "nan"] = "population"
+    dars_min_bucket_size: int = 3
     dars_inclusive_threshold: bool = False
     probability_level: Literal["item", "token"] = "item"
     rl_weight: float = 1.0
@@ -102,5 +103,6 @@ class GBPOConfig(GRPOConfig):
             history_window=self.dars_history_window,
             negative_signals=tuple(self.dars_negative_signals),
             empty_bucket_fallback=self.dars_empty_bucket_fallback,
+            min_bucket_size=self.dars_min_bucket_size,
             inclusive_threshold=self.dars_inclusive_threshold,
         )
