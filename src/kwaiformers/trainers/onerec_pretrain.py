@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OneRecPretrainRecipe", "add_arguments", "build_data", "load_recipe", "run", "run_recipe"]
+__all__ = ["OneRecPretrainRecipe", "add_arguments", "build_data", "build_model", "load_recipe", "run",
+           "run_recipe"]
 
 _MODEL_TYPES = ("onerec", "onerec_v2")
 
@@ -64,118 +65,34 @@ def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRe
     recipe.model.setdefault("type", "onerec_v2")
     if recipe.model["type"] not in _MODEL_TYPES:
         raise ValueError(f"model.type must be one of {_MODEL_TYPES}, got {recipe.model['type']!r}")
+    from kwaiformers.data.pipeline import DATA_DEFAULTS, TOKENIZER_DEFAULTS, _merge
+
     source = recipe.data.setdefault("source", "simulator")
     if source not in ("simulator", "kuairand", "kuairec", "movielens"):
         raise ValueError(f"data.source must be simulator|kuairand|kuairec|movielens, got {source!r}")
     if source != "simulator" and not recipe.data.get("data_dir"):
         raise ValueError(f"data.data_dir is required for data.source={source!r}")
+    _merge(DATA_DEFAULTS, recipe.data, "data")  # unknown keys are errors
+    _merge(TOKENIZER_DEFAULTS, recipe.tokenizer, "tokenizer")
     recipe.training.setdefault("output_dir", "outputs/onerec")
     return recipe
 
 
 # ------------------------------------------------------------------------------------------ data
-@dataclass
-class OneRecData:
-    """Everything the trainer needs: splits, item index, tokenizer, feature spec, collator."""
+def build_data(recipe: OneRecPretrainRecipe):
+    """The recipe's ``data`` and ``tokenizer`` sections through the one OneRec data pipeline
+    (:func:`kwaiformers.data.pipeline.build_onerec_data`); returns its ``OneRecData``."""
+    from kwaiformers.data.pipeline import build_onerec_data
 
-    splits: Any
-    index: Any
-    tokenizer: Any
-    feature_spec: Any
-    collator: Any
-    train_item_ids: Any
-
-
-def _load_logs(data: Mapping[str, Any]):
-    source = data["source"]
-    if source == "simulator":
-        from kwaiformers.data.simulator import UserSimulator
-
-        sim_cfg = dict(data.get("simulator", {}))
-        sim = UserSimulator(
-            num_users=int(sim_cfg.get("num_users", 500)),
-            num_items=int(sim_cfg.get("num_items", 500)),
-            seed=int(sim_cfg.get("seed", 0)),
-        )
-        logs = sim.generate_logs(days=int(sim_cfg.get("days", 7)), seed=int(sim_cfg.get("seed", 0)),
-                                 progress=True)
-        return logs.to_dataset()
-    from kwaiformers.data import loaders
-
-    loader = {"kuairand": loaders.load_kuairand, "kuairec": loaders.load_kuairec,
-              "movielens": loaders.load_movielens}[source]
-    return loader(data["data_dir"], **dict(data.get("loader_kwargs", {})))
-
-
-def build_data(recipe: OneRecPretrainRecipe) -> OneRecData:
-    """Logs -> semantic IDs -> index -> chronological samples (deterministic given the seeds)."""
-    import numpy as np
-    import torch
-
-    from kwaiformers.data.collator import OneRecCollator
-    from kwaiformers.data.embeddings import collaborative_embeddings
-    from kwaiformers.data.samples import OneRecSampleBuilder
-    from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
-
-    data, tok_cfg = recipe.data, recipe.tokenizer
-    bundle = _load_logs(data)
-    interactions, users, items = bundle["interactions"], bundle.get("users"), bundle.get("items")
-    item_ids = items["item_id"] if items is not None else None
-    ids, emb = collaborative_embeddings(interactions, dim=int(tok_cfg.get("embedding_dim", 32)),
-                                        item_ids=item_ids, seed=int(tok_cfg.get("seed", 0)))
-    tokenizer = SemanticIdTokenizer().fit(
-        emb, num_levels=int(tok_cfg.get("num_levels", 3)),
-        codebook_size=tok_cfg.get("codebook_size", 32), method=tok_cfg.get("method", "kmeans"),
-        niter=int(tok_cfg.get("niter", 20)), seed=int(tok_cfg.get("seed", 0)),
-    )
-    all_items = np.asarray(interactions["item_id"], dtype=np.int64)
-    counts = np.bincount(all_items, minlength=int(ids.max()) + 1)[ids.numpy()]
-    index = tokenizer.build_index(item_ids=ids, popularity=torch.tensor(counts, dtype=torch.float64),
-                                  disambiguate=bool(tok_cfg.get("disambiguate", False)))
-    builder = OneRecSampleBuilder(
-        index, users=users, short_len=int(data.get("short_len", 20)),
-        long_len=int(data.get("long_len", 64)), min_history=int(data.get("min_history", 1)),
-        unknown_item="skip",
-    )
-    splits = builder.build_splits(interactions, valid_fraction=float(data.get("valid_fraction", 0.1)),
-                                  test_fraction=float(data.get("test_fraction", 0.1)))
-    for name, key in (("train", "max_train_samples"), ("validation", "max_eval_samples"),
-                      ("test", "max_eval_samples")):
-        limit = data.get(key)
-        if limit is not None and len(splits[name]) > int(limit):
-            # keep the most recent samples (the splits are in time order)
-            splits[name] = splits[name].select(range(len(splits[name]) - int(limit), len(splits[name])))
-    collator = OneRecCollator(builder.feature_spec)
-    return OneRecData(splits=splits, index=index, tokenizer=tokenizer, feature_spec=builder.feature_spec,
-                      collator=collator, train_item_ids=torch.as_tensor(splits["train"]["target_item_id"]))
+    return build_onerec_data(recipe.data, recipe.tokenizer, progress=True)
 
 
 # ----------------------------------------------------------------------------------------- model
 def build_model(recipe: OneRecPretrainRecipe, spec: Any):
     """The configured model sized to the data (feature vocabularies, levels, history lengths)."""
-    cfg = dict(recipe.model)
-    model_type = cfg.pop("type")
-    preset = cfg.pop("preset", None)
-    sized = dict(
-        user_feature_vocab_sizes=list(spec.user_feature_vocab_sizes),
-        num_sid_levels=int(spec.num_levels), codebook_size=list(spec.level_sizes),
-        short_seq_len=int(spec.short_len), long_seq_len=int(spec.long_len),
-    )
-    if model_type == "onerec_v2":
-        from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config as Config
-        from kwaiformers.models.onerec_v2.modeling_onerec_v2 import (
-            OneRecV2ForGenerativeRecommendation as Model,
-        )
-    else:
-        from kwaiformers.models.onerec.configuration_onerec import OneRecConfig as Config
-        from kwaiformers.models.onerec.modeling_onerec import (
-            OneRecForGenerativeRecommendation as Model,
-        )
+    from kwaiformers.data.pipeline import build_onerec_model
 
-        sized["num_lifelong_queries"] = cfg.pop("num_lifelong_queries", 0)  # no lifelong pathway data
-    kwargs = {**cfg, **sized}
-    config = Config.from_preset(preset, **kwargs) if preset else Config(**kwargs)
-    return Model(config)
+    return build_onerec_model(spec, recipe.model)
 
 
 def _make_trainer_class():

@@ -2,9 +2,11 @@
 
 Pipeline (each step a function, shared by the recipe, the quickstart and the benchmark):
 
-1. :func:`prepare_data`: logs (the KuaiRand-shaped simulator, or a real KuaiRand folder) ->
-   collaborative item embeddings -> semantic IDs (balanced residual k-means) -> OneRec-V2
-   "newest impression only" samples with a chronological train/validation/test split;
+1. :func:`prepare_data`: the one OneRec data pipeline (:mod:`kwaiformers.data.pipeline`) with the
+   alignment settings: logs (the KuaiRand-shaped simulator, or a real KuaiRand folder) ->
+   collaborative item embeddings -> semantic IDs (balanced residual k-means), both fitted on the
+   training interactions -> OneRec-V2 "newest impression only" samples with a
+   train/validation/test split;
 2. :func:`build_tiny_model` + :func:`pretrain`: a small OneRec(-V2) trained with
    ``transformers.Trainer`` on the next-impression loss;
 3. :func:`train_reward_model`: the P-Score reward model (needed by ECPO and the hybrid mode);
@@ -18,12 +20,12 @@ Pipeline (each step a function, shared by the recipe, the quickstart and the ben
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from kwaiformers.data.pipeline import OneRecData
 
 __all__ = [
     "OneRecRLData",
@@ -40,41 +42,17 @@ __all__ = [
 ]
 
 
-@dataclass
-class OneRecRLData:
-    """Everything the alignment steps need about the data."""
-
-    splits: Any  #: DatasetDict(train, validation, test) of OneRecSampleBuilder samples
-    collator: Any  #: OneRecCollator
-    index: Any  #: SemanticIdIndex
-    spec: Any  #: OneRecFeatureSpec
-    simulator: Any = None  #: UserSimulator (ground truth) or None for real logs
-    info: dict[str, Any] = field(default_factory=dict)
+#: the alignment pipeline's data type (the one OneRec data pipeline's :class:`OneRecData`)
+OneRecRLData = OneRecData
 
 
 def collaborative_item_embeddings(interactions: Any, num_items: int | None = None, dim: int = 32,
                                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Item embeddings from the interaction matrix: truncated SVD of ``log1p`` of the per
-    (user, item) sum of completion ratios, the first (popularity) component dropped, rows
-    L2-normalised. Returns ``(item_ids [N], embeddings [N, dim])``."""
-    import numpy as np
+    """Completion-ratio SVD item embeddings
+    (:func:`kwaiformers.data.embeddings.completion_svd_embeddings`)."""
+    from kwaiformers.data.embeddings import completion_svd_embeddings
 
-    df = interactions.to_pandas() if hasattr(interactions, "to_pandas") else interactions
-    if len(df) == 0:
-        raise ValueError("no interactions to embed items from")
-    item_ids, item_pos = np.unique(df["item_id"].to_numpy(), return_inverse=True)
-    user_ids, user_pos = np.unique(df["user_id"].to_numpy(), return_inverse=True)
-    ratio = (df["play_time"].to_numpy(float) / np.clip(df["duration"].to_numpy(float), 1e-3, None))
-    ratio = np.nan_to_num(np.clip(ratio, 0.0, 1.0))
-    mat = torch.zeros(len(user_ids), len(item_ids))
-    mat.index_put_((torch.as_tensor(user_pos), torch.as_tensor(item_pos)),
-                   torch.as_tensor(ratio, dtype=torch.float32), accumulate=True)
-    mat = torch.log1p(mat)
-    q = min(dim + 1, min(mat.shape))
-    torch.manual_seed(seed)
-    _, s, v = torch.svd_lowrank(mat, q=q, niter=4)
-    emb = v[:, 1:] * s[1:].sqrt() if q > 1 else v * s.sqrt()
-    return torch.as_tensor(item_ids), torch.nn.functional.normalize(emb, dim=-1)
+    return completion_svd_embeddings(interactions, dim=dim, seed=seed)
 
 
 def prepare_data(
@@ -93,84 +71,54 @@ def prepare_data(
     embedding_dim: int = 32,
     simulator_kwargs: dict[str, Any] | None = None,
     item_index_dir: str | None = None,
-) -> OneRecRLData:
-    """Logs -> semantic IDs -> samples (see the module docstring). ``simulator_kwargs`` are
+    split: str = "time_cut",
+    tie_order: str = "simultaneous",
+    fit_on: str = "train",
+) -> OneRecData:
+    """The alignment settings of the one OneRec data pipeline
+    (:func:`kwaiformers.data.pipeline.build_onerec_data`): simulator (or KuaiRand) logs ->
+    completion-ratio SVD embeddings -> balanced residual k-means semantic IDs (fitted on the
+    training interactions) -> samples without the user id feature. ``simulator_kwargs`` are
     :class:`~kwaiformers.data.simulator.SimulatorConfig` fields (e.g. ``log_exposure_prob=True``
     to log the generation probability that GBPO uses as ``pi_old``). ``item_index_dir``: reuse a
-    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with) instead of
-    fitting new semantic IDs."""
-    from kwaiformers.data.collator import OneRecCollator
-    from kwaiformers.data.samples import OneRecSampleBuilder
-    from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
+    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with)."""
+    from kwaiformers.data.pipeline import build_onerec_data
 
-    sim = None
-    if kuairand_dir is not None:
-        from kwaiformers.data.loaders import load_kuairand
-
-        bundle = load_kuairand(kuairand_dir)
-    else:
-        from kwaiformers.data.simulator import UserSimulator
-
-        sim = UserSimulator(num_users=num_users, num_items=num_items, seed=seed,
-                            **(simulator_kwargs or {}))
-        bundle = sim.generate_logs(days=days, seed=seed).to_dataset()
-    inter = bundle["interactions"]
-    if len(inter) == 0:
-        raise ValueError("the logs hold no interactions")
-    info: dict[str, Any] = {"num_interactions": len(inter)}
-    if item_index_dir is not None:
-        from kwaiformers.models.onerec.item_index import SemanticIdIndex
-
-        index = SemanticIdIndex.from_pretrained(item_index_dir)
-    else:
-        item_ids, emb = collaborative_item_embeddings(inter, dim=embedding_dim, seed=seed)
-        sizes = list(codebook_sizes)
-        if math.prod(sizes) < len(item_ids):
-            raise ValueError(f"codebook_sizes {sizes} give fewer tuples than the {len(item_ids)} items")
-        tok = SemanticIdTokenizer().fit(emb, num_levels=len(sizes), codebook_size=sizes,
-                                        method="balanced", seed=seed, progress=False)
-        df = inter.to_pandas()
-        counts = df["item_id"].value_counts()
-        pop = torch.tensor([float(counts.get(int(i), 0)) for i in item_ids])
-        index = tok.build_index(codes=tok.encode(emb), item_ids=item_ids, popularity=pop)
-        info["tokenizer"] = tok
-    info.update(index.collision_stats())
-    builder = OneRecSampleBuilder(index, users=bundle["users"], short_len=short_len,
-                                  long_len=long_len, include_user_id=False,
-                                  reward_history_len=reward_history_len)
-    splits = builder.build_splits(inter, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    spec = builder.feature_spec
-    return OneRecRLData(splits=splits, collator=OneRecCollator(spec), index=index, spec=spec,
-                        simulator=sim, info=info)
+    data = {
+        "source": "kuairand" if kuairand_dir is not None else "simulator",
+        "data_dir": kuairand_dir,
+        "simulator": {"num_users": num_users, "num_items": num_items, "days": days, "seed": seed,
+                      **(simulator_kwargs or {})},
+        "split": split, "tie_order": tie_order, "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction, "short_len": short_len, "long_len": long_len,
+        "reward_history_len": reward_history_len, "include_user_id": False,
+    }
+    sizes = list(codebook_sizes)
+    tokenizer = {"embeddings": "completion_svd", "embedding_dim": embedding_dim,
+                 "num_levels": len(sizes), "codebook_size": sizes, "method": "balanced",
+                 "seed": seed, "fit_on": fit_on, "item_index_dir": item_index_dir}
+    return build_onerec_data(data, tokenizer)
 
 
 def build_tiny_model(spec: Any, version: str = "v2", hidden_size: int = 64, num_layers: int = 2,
-                     num_heads: int = 4, embed_dim: int = 16, seed: int = 0):
-    """A small randomly initialised OneRec-V2 (lazy decoder) or V1 (encoder-decoder) for ``spec``."""
+                     num_heads: int = 4, embed_dim: int = 16, seed: int = 0, **overrides: Any):
+    """A small randomly initialised OneRec-V2 (lazy decoder) or V1 (encoder-decoder) for ``spec``
+    (:func:`kwaiformers.data.pipeline.build_onerec_model`); ``overrides`` are config fields."""
+    from kwaiformers.data.pipeline import build_onerec_model
+
     torch.manual_seed(seed)
-    common = dict(user_feature_vocab_sizes=spec.user_feature_vocab_sizes,
-                  num_sid_levels=spec.num_levels, codebook_size=spec.level_sizes,
-                  short_seq_len=spec.short_len, long_seq_len=spec.long_len,
-                  hidden_size=hidden_size, num_attention_heads=num_heads,
+    common = dict(hidden_size=hidden_size, num_attention_heads=num_heads,
                   intermediate_size=2 * hidden_size)
     if version == "v2":
-        from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config
-        from kwaiformers.models.onerec_v2.modeling_onerec_v2 import (
-            OneRecV2ForGenerativeRecommendation,
-        )
-
-        cfg = OneRecV2Config(**common, embed_dim=embed_dim, num_hidden_layers=num_layers)
-        return OneRecV2ForGenerativeRecommendation(cfg)
-    if version == "v1":
-        from kwaiformers.models.onerec.configuration_onerec import OneRecConfig
-        from kwaiformers.models.onerec.modeling_onerec import OneRecForGenerativeRecommendation
-
-        cfg = OneRecConfig(**common, num_encoder_layers=max(1, num_layers // 2),
-                           num_decoder_layers=max(1, num_layers // 2), lifelong_seq_len=0,
-                           user_feature_embed_dim=embed_dim, sid_embed_dim=embed_dim,
-                           feature_embed_dim=embed_dim)
-        return OneRecForGenerativeRecommendation(cfg)
-    raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+        cfg = dict(common, type="onerec_v2", embed_dim=embed_dim, num_hidden_layers=num_layers)
+    elif version == "v1":
+        cfg = dict(common, type="onerec", num_encoder_layers=max(1, num_layers // 2),
+                   num_decoder_layers=max(1, num_layers // 2), lifelong_seq_len=0,
+                   user_feature_embed_dim=embed_dim, sid_embed_dim=embed_dim,
+                   feature_embed_dim=embed_dim)
+    else:
+        raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+    return build_onerec_model(spec, {**cfg, **overrides})
 
 
 def _quiet_args(output_dir: str, progress: bool, **kw):
