@@ -231,3 +231,43 @@ def test_trl_private_api_pinned():
     assert list(inspect.signature(GRPOTrainer._compute_loss).parameters) == ["self", "model", "inputs"]
     assert list(inspect.signature(RepeatSampler.__init__).parameters)[1:] == [
         "data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"]
+
+
+def test_gbpo_pi_old_is_sg_pi_unless_the_model_served_the_exposure(tmp_path):
+    """V2 §3.1.2: the logged probability is pi_old only for exposures the model served;
+    for everything else (a legacy policy's exposures) pi_old = sg(pi), i.e. ratio 1."""
+    from kwaiformers.trainers.gbpo_config import GBPOConfig
+    from kwaiformers.trainers.gbpo_trainer import GBPOTrainer
+    from kwaiformers.trainers.onerec_rl_common import stack_collator
+
+    rows = _rows(n=8, nan_logged=False)  # every row logs 0.01
+    batch = stack_collator(rows)
+    nan = GBPOTrainer.old_log_probs(batch)  # default "served", no served flag -> all sg(pi)
+    assert torch.isnan(nan).all()
+    served = torch.tensor([True, False] * 4)
+    flagged = GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served})
+    assert torch.isnan(flagged[~served]).all()
+    torch.testing.assert_close(flagged[served], torch.full((4,), math.log(0.01)))
+    torch.testing.assert_close(GBPOTrainer.old_log_probs(batch, "logged"), torch.full((8,), math.log(0.01)))
+    assert torch.isnan(GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served}, "current")).all()
+    with pytest.raises(ValueError, match="target_served_by_model"):
+        GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served[:3]})
+    with pytest.raises(ValueError, match="old_policy_prob"):
+        GBPOConfig(**_common(tmp_path), per_device_train_batch_size=8, old_policy_prob="legacy")
+    # in training: the GBPO weight of a positive is pi / max(pi_old, sg pi) = 1 under sg(pi); with the
+    # (legacy) 0.01 taken as pi_old it is pi / 0.01 < 1 -> a smaller RL loss magnitude
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
+    rl = {}
+    for source in ("served", "logged"):
+        model, index = _model()
+        args = GBPOConfig(**_common(tmp_path / source, max_steps=1), per_device_train_batch_size=8,
+                          dars_inclusive_threshold=True, dars_min_bucket_size=1, sft_weight=0.0,
+                          old_policy_prob=source)
+        tr = GBPOTrainer(model, args=args, train_dataset=ds, item_index=index)
+        tr.train()
+        rl[source] = [h["rl_loss"] for h in tr.state.log_history if "rl_loss" in h][0]
+        frac = [h["gbpo/logged_prob_frac"] for h in tr.state.log_history if "gbpo/logged_prob_frac" in h][0]
+        assert frac == (0.0 if source == "served" else 1.0)
+    assert abs(rl["logged"]) < abs(rl["served"])

@@ -61,7 +61,7 @@ def stack_collator(rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
                 f"field {key!r} has rows of different shapes; pass a padding data_collator "
                 f"(e.g. kwaiformers.data's OneRec collator)"
             ) from exc
-    for key in ("short_mask", "long_mask", "lifelong_mask", "target_is_negative"):
+    for key in ("short_mask", "long_mask", "lifelong_mask", "target_is_negative", "target_served_by_model"):
         if key in out:
             out[key] = out[key].bool()
     return out
