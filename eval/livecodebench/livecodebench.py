@@ -23,8 +23,9 @@ block after the last `</think>` is extracted and graded with the official semant
 with a Decimal token fallback; 6 s per test; the first failure stops; a sample is correct iff all
 tests pass). Returns pass@1 (= avg@k) and unbiased pass@k, overall, per difficulty and per platform.
 
-WARNING: this metric executes model-generated code. It runs it in the kwaiformers sandbox (network,
-pid and mount namespaces, read-only file system, rlimits) and refuses to run unless you opt in with
+WARNING: this metric executes model-generated code. It runs it in the kwaiformers sandbox
+(bubblewrap: pid/net/ipc/uts/mount namespaces, a private tmpfs per job, read-only interpreter,
+unprivileged uid, rlimits, per-job memory cgroup) and refuses to run unless you opt in with
 KWAIFORMERS_ALLOW_CODE_EXECUTION=1 or `allow_code_execution=True`.
 """
 

@@ -109,12 +109,15 @@ def _parse_outcomes(result, nonce: str, n_tests: int, stop: bool,
     ordered = [outcomes[i] for i in range(n_tests) if i in outcomes]
     complete = len(ordered) == n_tests or (ordered and stop and not ordered[-1].passed)
     if result.status != "passed" or not complete:
-        # the harness died (wall/CPU/memory limit, killed): the next test gets the job's verdict
-        status = result.status if result.status != "passed" else "runtime_error"
+        # the grading process ended early (the program exited it, a signal, the job's wall or
+        # CPU limit): the official grader's -1 ("killed"), or "memory" for the sandbox's memory
+        # limit (the official grader has none: a documented deviation)
+        status = "memory" if result.status == "memory" else "killed"
         ordered = [o for i, o in enumerate(ordered) if o.index == i]
         first = len(ordered)
         if first < n_tests:
-            detail = result.reason or result.stderr.strip()[-300:]
+            detail = f"grading process ended ({result.status}): " + (
+                result.reason or result.stderr.strip()[-300:])
             ordered.append(TestOutcome(first, status, result.time, detail))
             if not stop:
                 ordered += [TestOutcome(i, status, 0.0, "not run: " + detail)
@@ -194,8 +197,10 @@ def _run_isolated(prepared, sandbox, timeout, stop, progress) -> list[list[TestO
         o.index = t
         want, fn = prepared[p][2][t], prepared[p][3]
         if o.status == "passed":
-            got = raw.get(0, "")
-            if fn:
+            got = raw.get(0)
+            if got is None:  # call-based result that is not a plain JSON value
+                ok = False
+            elif fn:
                 try:
                     ok = json.loads(got) == json.loads(want)
                 except json.JSONDecodeError:
@@ -203,7 +208,8 @@ def _run_isolated(prepared, sandbox, timeout, stop, progress) -> list[list[TestO
             else:
                 ok = outputs_match(got, want)
             if not ok:
-                o.status, o.detail = "wrong_answer", "got " + got[:300]
+                o.status = "wrong_answer"
+                o.detail = o.detail or "got " + (got or "")[:300]
         out[p].append(o)
     if stop:  # same verdicts as the sequential run: cut after the first failure
         for p, outcomes in enumerate(out):
