@@ -74,6 +74,7 @@ def prepare_data(
     split: str = "time_cut",
     tie_order: str = "simultaneous",
     fit_on: str = "train",
+    disambiguate: bool = False,
 ) -> OneRecData:
     """The alignment settings of the one OneRec data pipeline
     (:func:`kwaiformers.data.pipeline.build_onerec_data`): simulator (or KuaiRand) logs ->
@@ -81,7 +82,10 @@ def prepare_data(
     training interactions) -> samples without the user id feature. ``simulator_kwargs`` are
     :class:`~kwaiformers.data.simulator.SimulatorConfig` fields (e.g. ``log_exposure_prob=True``
     to log the generation probability that GBPO uses as ``pi_old``). ``item_index_dir``: reuse a
-    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with)."""
+    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with).
+    ``disambiguate``: append a TIGER-style level so that every item has its own tuple (item
+    coverage 1.0; without it items sharing a tuple with a more popular one cannot be
+    recommended, see ``data.info["item_coverage"]``)."""
     from kwaiformers.data.pipeline import build_onerec_data
 
     data = {
@@ -96,7 +100,8 @@ def prepare_data(
     sizes = list(codebook_sizes)
     tokenizer = {"embeddings": "completion_svd", "embedding_dim": embedding_dim,
                  "num_levels": len(sizes), "codebook_size": sizes, "method": "balanced",
-                 "seed": seed, "fit_on": fit_on, "item_index_dir": item_index_dir}
+                 "seed": seed, "fit_on": fit_on, "item_index_dir": item_index_dir,
+                 "disambiguate": disambiguate}
     return build_onerec_data(data, tokenizer)
 
 
