@@ -192,6 +192,30 @@ def greedy_accuracy(model, prompts, answers, scorer, max_new, eos, pad, batch=25
     return correct / len(answers)
 
 
+def reference_pass_prob(model, prompts, ref_comp, temperature: float, batch: int = 256) -> float:
+    """Mean over problems of pi(reference solution | prompt) at ``temperature``: the exact
+    probability that one sample is the canonical chain of thought + answer. It is a noise-free
+    lower bound on sampled pass@1 (a correct answer reached through a different chain counts
+    only in pass@1), computed with one forward pass instead of sampling."""
+    total = 0.0
+    with torch.inference_mode():
+        for s in range(0, len(prompts), batch):
+            comp, m = ref_comp[0][s:s + batch], ref_comp[1][s:s + batch]
+            logps = token_logps(model, prompts[s:s + batch], comp, temperature)
+            total += float(torch.exp((logps * m).sum(1)).sum())
+    return total / len(prompts)
+
+
+def reference_completions(task: Task, tokenizer, problems) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded canonical completions (chain of thought + answer + EOS) and their mask."""
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    targets = [tokenizer.encode(column_cot(a, b, task.digits), add_special_tokens=False) + [eos]
+               for a, b in problems]
+    width = max(len(t) for t in targets)
+    comp = torch.tensor([t + [pad] * (width - len(t)) for t in targets])
+    return comp, completion_mask(comp, eos)
+
+
 def sampled_accuracy(model, prompts, answers, scorer, max_new, eos, pad, temperature, seed) -> float:
     gen = torch.Generator().manual_seed(seed)
     comp = sample(model, prompts, max_new, eos, pad, temperature=temperature, generator=gen)
@@ -206,11 +230,7 @@ def sft(model, task: Task, tokenizer, scorer, *, lr: float, batch: int, max_step
     train = task.problems(20000, seed=100)
     check_prompts, check_answers = task.encode(task.problems(256, seed=400))
     prompts, _ = task.encode(train)
-    targets = [tokenizer.encode(column_cot(a, b, task.digits), add_special_tokens=False) + [eos]
-               for a, b in train]
-    width = max(len(t) for t in targets)
-    comp = torch.tensor([t + [pad] * (width - len(t)) for t in targets])
-    mask = completion_mask(comp, eos)
+    comp, mask = reference_completions(task, tokenizer, train)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     history = []
@@ -289,7 +309,7 @@ def grad_vector(loss, params) -> torch.Tensor:
 def rl_run(arm: str, seed: int, cfg: RLConfig, make_model, sft_state, ref_model, task_data,
            scorer, eos: int, pad: int) -> dict:
     """One RL run; returns the greedy-accuracy curve and per-rollout logs."""
-    train_prompts, train_answers, eval_prompts, eval_answers = task_data
+    train_prompts, train_answers, eval_prompts, eval_answers, eval_ref = task_data
     torch.manual_seed(seed)
     model = make_model()
     model.load_state_dict(sft_state)
@@ -300,8 +320,7 @@ def rl_run(arm: str, seed: int, cfg: RLConfig, make_model, sft_state, ref_model,
     curve, logs = [], []
     for k in range(cfg.rollouts + 1):
         if k % cfg.eval_every == 0 or k == cfg.rollouts:
-            curve.append((k, greedy_accuracy(model, eval_prompts, eval_answers, scorer,
-                                             cfg.max_new, eos, pad)))
+            curve.append((k, reference_pass_prob(model, eval_prompts, eval_ref, cfg.temperature)))
         if k == cfg.rollouts:
             break
         idx = torch.tensor(order.sample(range(len(train_answers)), P)).repeat_interleave(G)
@@ -370,8 +389,11 @@ def rl_run(arm: str, seed: int, cfg: RLConfig, make_model, sft_state, ref_model,
         entry["optimizer_steps"] = len(chunks)
         logs.append(entry)
     accs = [a for _, a in curve]
+    final_greedy = greedy_accuracy(model, eval_prompts, eval_answers, scorer, cfg.max_new, eos, pad)
+    final_sampled = sampled_accuracy(model, eval_prompts, eval_answers, scorer, cfg.max_new, eos,
+                                     pad, cfg.temperature, seed=12345)
     return {"curve": curve, "best": max(accs[1:]), "final": accs[-1], "auc": auc(curve),
-            "logs": logs}
+            "final_greedy": final_greedy, "final_sampled": final_sampled, "logs": logs}
 
 
 _WORKER: dict = {}  # read-only state shared with forked worker processes
@@ -416,7 +438,7 @@ def micro_benchmark(make_model, sft_state, task_data, scorer, eos, pad, cfg: RLC
                     steps: int, lr_adam: float, lr_sgd: float, seed: int = 0) -> dict:
     """Fixed rollout batch, ``steps`` full-batch steps per loss, no KL: how far do the tokens in
     the clipped regions move per step, and which way."""
-    train_prompts, train_answers, _, _ = task_data
+    train_prompts, train_answers = task_data[:2]
     model = make_model()
     model.load_state_dict(sft_state)
     G, P = cfg.num_generations, cfg.prompts_per_rollout
@@ -442,17 +464,17 @@ def micro_benchmark(make_model, sft_state, task_data, scorer, eos, pad, cfg: RLC
             opt = (torch.optim.AdamW(params, lr=lr, weight_decay=0.0) if opt_name == "adamw"
                    else torch.optim.SGD(params, lr=lr))
             rows = []
+            lp = token_logps(net, prompts, comp, cfg.temperature)
             for t in range(steps):
-                lp = token_logps(net, prompts, comp, cfg.temperature)
                 reg = regions(lp, old, adv, cfg)
                 loss = masked_mean(policy_loss(arm, lp, old, adv, cfg), mask)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                with torch.no_grad():
-                    new = token_logps(net, prompts, comp, cfg.temperature)
-                d = new - lp.detach()
-                lr_now = lp.detach() - old
+                before = lp.detach()
+                lp = token_logps(net, prompts, comp, cfg.temperature)  # also the next step's input
+                new = lp.detach()
+                d = new - before
                 row = {"step": t + 1}
                 for key in ("high", "low"):
                     sel = reg[key] & (mask > 0)
@@ -461,7 +483,6 @@ def micro_benchmark(make_model, sft_state, task_data, scorer, eos, pad, cfg: RLC
                 pos, neg = (adv > 0).expand_as(d) & (mask > 0), (adv < 0).expand_as(d) & (mask > 0)
                 row["log_ratio_pos"] = float((new - old)[pos].mean())
                 row["log_ratio_neg"] = float((new - old)[neg].mean())
-                row["log_ratio_pos_before"] = float(lr_now[pos].mean())
                 rows.append(row)
             out[f"{opt_name}/{arm}"] = rows
     return out
@@ -559,7 +580,7 @@ def plot_all(path: str, results, sft_acc, best_lr, micro, cfg) -> None:
                              [m + s for m, s in zip(mean, sem)], alpha=0.15)
     axes[0].axhline(sft_acc, color="k", ls=":", label="SFT start")
     axes[0].set_xlabel("optimizer step")
-    axes[0].set_ylabel("greedy held-out accuracy")
+    axes[0].set_ylabel("held-out mean pi(reference solution), T=1")
     axes[0].set_title(f"RL curves, mean ± s.e.m. over {len(next(iter(results.values())))} paired seeds")
     axes[0].legend(fontsize=8)
     axes[0].grid(alpha=0.3)
@@ -651,10 +672,10 @@ def main(argv=None) -> int:
                         help="RL runs in parallel processes (results are identical to 1 worker)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.lrs, args.rollouts, args.eval_every = 2, [2e-4], 2, 1
-        args.eval_size, args.arms, args.prompts_per_rollout = 64, ["grpo_clip_higher", "gppo"], 8
-        args.micro_steps, args.trainer_sanity, args.plot = 4, 0, None
-        args.sft_max_steps, args.sft_target = 200, 0.02
+        args.seeds, args.lrs, args.rollouts, args.eval_every = 2, [3e-5], 2, 1
+        args.eval_size, args.arms, args.prompts_per_rollout = 32, ["grpo_clip_higher", "gppo"], 4
+        args.micro_steps, args.trainer_sanity, args.plot = 2, 0, None
+        args.sft_max_steps, args.sft_target, args.workers = 30, 1.0, 1
     if args.seeds < 2:
         print("error: --seeds must be >= 2 for paired intervals", file=sys.stderr)
         return 2
@@ -685,8 +706,10 @@ def main(argv=None) -> int:
                    steps_per_rollout=args.steps_per_rollout, eval_every=args.eval_every,
                    dual_clip_c=args.dual_clip_c, max_new=4 * task.digits + 8)
     train_prompts, train_answers = task.encode(task.problems(5000, seed=200))
-    eval_prompts, eval_answers = task.encode(task.problems(args.eval_size, seed=300))
-    task_data = (train_prompts, train_answers, eval_prompts, eval_answers)
+    eval_problems = task.problems(args.eval_size, seed=300)
+    eval_prompts, eval_answers = task.encode(eval_problems)
+    eval_ref = reference_completions(task, tokenizer, eval_problems)
+    task_data = (train_prompts, train_answers, eval_prompts, eval_answers, eval_ref)
 
     cache = Path(args.sft_cache) / f"{args.task}-target{args.sft_target}"
     if args.quick:
@@ -699,7 +722,7 @@ def main(argv=None) -> int:
         model = make_model()
         sft_info = sft(model, task, tokenizer, scorer, lr=args.sft_lr, batch=64,
                        max_steps=args.sft_max_steps, target=args.sft_target,
-                       check_every=10 if args.quick else 100, max_new=cfg.max_new, seed=0, log=log)
+                       check_every=30 if args.quick else 100, max_new=cfg.max_new, seed=0, log=log)
         model.save_pretrained(cache)
         (cache / "sft_info.json").write_text(json.dumps(sft_info))
     ref_model = Qwen3ForCausalLM.from_pretrained(cache).eval()
@@ -709,11 +732,14 @@ def main(argv=None) -> int:
     sft_acc = greedy_accuracy(ref_model, eval_prompts, eval_answers, scorer, cfg.max_new, eos, pad)
     sft_sampled = sampled_accuracy(ref_model, eval_prompts, eval_answers, scorer, cfg.max_new, eos,
                                    pad, cfg.temperature, 1)
+    sft_pref = reference_pass_prob(ref_model, eval_prompts, eval_ref, cfg.temperature)
     log(f"SFT ({sft_info['steps']} steps): greedy accuracy {sft_acc:.3f}, sampled (T="
-        f"{cfg.temperature}) {sft_sampled:.3f} on {len(eval_answers)} held-out problems")
+        f"{cfg.temperature}) {sft_sampled:.3f}, pi(reference solution) {sft_pref:.3f} on "
+        f"{len(eval_answers)} held-out problems")
 
     headline: dict = {"task": args.task, "sft_greedy_accuracy": round(sft_acc, 4),
-                      "sft_sampled_accuracy": round(sft_sampled, 4)}
+                      "sft_sampled_accuracy": round(sft_sampled, 4),
+                      "sft_reference_pass_prob": round(sft_pref, 4)}
 
     # ---- micro-benchmark
     micro = None
@@ -750,7 +776,7 @@ def main(argv=None) -> int:
             Path(args.results).parent.mkdir(parents=True, exist_ok=True)
             Path(args.results).write_text(json.dumps({"args": vars(args), "micro": micro}))
         headline["seconds"] = round(time.perf_counter() - start, 1)
-        print(json.dumps(headline))
+        print(json.dumps(_clean(headline)))
         return 0
 
     # ---- paired RL grid
@@ -778,11 +804,15 @@ def main(argv=None) -> int:
         vals = [e[key] for r in runs for e in r["logs"] if e.get(key) is not None]
         return statistics.fmean(vals) if vals else float("nan")
 
-    print(f"\nTask {args.task}: SFT greedy accuracy {sft_acc:.3f} (sampled {sft_sampled:.3f}); RL "
+    print(f"\nTask {args.task}: SFT pi(reference) {sft_pref:.3f}, greedy accuracy {sft_acc:.3f} "
+          f"(sampled {sft_sampled:.3f}); RL "
           f"{args.rollouts} rollouts x {args.prompts_per_rollout} prompts x {cfg.num_generations} "
           f"samples, {args.steps_per_rollout} optimizer steps per rollout, KL beta {args.beta}, "
           f"T {args.temperature}, {args.seeds} paired seeds")
-    hdr = (f"{'arm':<17}{'lr':>7}{'best':>7}{'final':>7}{'AUC':>7}{'final<SFT':>10}"
+    print("best / final / AUC: held-out mean pi(reference solution) at T (noise-free sampled pass@1"
+          " lower bound); greedy / sampled: held-out accuracy at the end")
+    hdr = (f"{'arm':<17}{'lr':>7}{'best':>7}{'final':>7}{'AUC':>7}{'greedy':>7}{'sampled':>8}"
+           f"{'final<SFT':>10}"
            f"{'clip hi':>9}{'clip lo':>9}{'entropy':>9}{'|dg|/|g|':>9}{'dlogp hi':>10}"
            f"{'dlogp lo':>10}")
     print(hdr)
@@ -792,17 +822,19 @@ def main(argv=None) -> int:
         row = {"best": statistics.fmean(r["best"] for r in runs),
                "final": statistics.fmean(r["final"] for r in runs),
                "auc": statistics.fmean(r["auc"] for r in runs),
-               "final_below_sft": sum(r["final"] < sft_acc for r in runs),
+               "final_below_sft": sum(r["final"] < sft_pref for r in runs),
+               "final_greedy": statistics.fmean(r["final_greedy"] for r in runs),
+               "final_sampled": statistics.fmean(r["final_sampled"] for r in runs),
                "clip_high": agg(runs, "clip_high"), "clip_low": agg(runs, "clip_low"),
                "entropy": agg(runs, "entropy"), "grad_rel_diff": agg(runs, "grad_rel_diff"),
                "dlogp_high": agg(runs, "dlogp_high"), "dlogp_low": agg(runs, "dlogp_low"),
                "dual_clip": agg(runs, "dual_clip"), "cispo_cap": agg(runs, "cispo_cap")}
         grid[f"{arm}@{lr:g}"] = {k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}
         print(f"{arm:<17}{lr:>7g}{row['best']:>7.3f}{row['final']:>7.3f}{row['auc']:>7.3f}"
+              f"{row['final_greedy']:>7.3f}{row['final_sampled']:>8.3f}"
               f"{row['final_below_sft']:>7}/{len(runs):<2}{row['clip_high']:>9.4f}"
               f"{row['clip_low']:>9.4f}{row['entropy']:>9.3f}{row['grad_rel_diff']:>9.3f}"
               f"{row['dlogp_high']:>10.4f}{row['dlogp_low']:>10.4f}")
-    headline["grid"] = grid
 
     best_lr = {arm: max((lr for a, lr in results if a == arm),
                         key=lambda lr: statistics.fmean(r["auc"] for r in results[(arm, lr)]))
@@ -815,7 +847,8 @@ def main(argv=None) -> int:
     if BASELINE in args.arms:
         pairs = [(arm, best_lr[arm], best_lr[BASELINE], "best lr") for arm in args.arms
                  if arm != BASELINE]
-        pairs += [(arm, lr, lr, "same lr") for lr in args.lrs for arm in args.arms if arm != BASELINE]
+        pairs += [(arm, lr, lr, "same lr") for lr in args.lrs for arm in args.arms
+                  if arm != BASELINE and (lr, lr) != (best_lr[arm], best_lr[BASELINE])]
         for arm, lr, base_lr, kind in pairs:
             runs, base = results[(arm, lr)], results[(BASELINE, base_lr)]
             d_best = paired([r["best"] for r in runs], [r["best"] for r in base])
@@ -827,6 +860,9 @@ def main(argv=None) -> int:
                   f"{d_auc['mean_diff']:>+9.4f}  [{d_auc['ci95'][0]:+.3f}, {d_auc['ci95'][1]:+.3f}]"
                   f"{d_auc['wins']:>6}/{d_auc['losses']}")
     headline["best_lr"] = {k: v for k, v in best_lr.items()}
+    headline["at_best_lr"] = {arm: {k: grid[f"{arm}@{lr:g}"][k] for k in (
+        "best", "auc", "final", "final_greedy", "final_sampled", "final_below_sft", "clip_high",
+        "clip_low", "grad_rel_diff", "dlogp_high", "dlogp_low")} for arm, lr in best_lr.items()}
     headline["paired_vs_grpo_clip_higher"] = comparisons
 
     if args.trainer_sanity:
@@ -852,10 +888,21 @@ def main(argv=None) -> int:
             "runs": {f"{arm}@{lr:g}": runs for (arm, lr), runs in results.items()},
             "headline": headline}, indent=None))
     if args.plot:
-        plot_all(args.plot, results, sft_acc, best_lr, micro, cfg)
+        plot_all(args.plot, results, sft_pref, best_lr, micro, cfg)
     headline["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(headline))
+    print(json.dumps(_clean(headline)))
     return 0
+
+
+def _clean(obj):
+    """NaN -> None so the JSON line is strict JSON."""
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
 
 
 if __name__ == "__main__":
