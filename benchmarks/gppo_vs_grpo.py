@@ -454,7 +454,9 @@ def micro_benchmark(make_model, sft_state, task_data, scorer, eos, pad, cfg: RLC
     mask = mask * keep[:, None]
     with torch.no_grad():
         old = token_logps(model, prompts, comp, cfg.temperature)
+    shared = opposite_shared(comp, mask, adv, G) & (mask > 0)
     out = {"batch": {"sequences": P * G, "tokens": int(mask.sum()),
+                     "shared_token_frac": float(shared.sum() / mask.sum()),
                      "kept_groups": int(keep.sum()) // G, "reward": float(rewards.mean())}}
     for opt_name, lr in (("adamw", lr_adam), ("sgd", lr_sgd)):
         for arm in ARMS:
@@ -480,11 +482,32 @@ def micro_benchmark(make_model, sft_state, task_data, scorer, eos, pad, cfg: RLC
                     sel = reg[key] & (mask > 0)
                     row[f"frac_{key}"] = float(sel.sum() / mask.sum())
                     row[f"dlogp_{key}"] = float(d[sel].mean()) if sel.any() else None
+                    for name, part in (("shared", sel & shared), ("own", sel & ~shared)):
+                        row[f"n_{key}_{name}"] = int(part.sum())
+                        row[f"dlogp_{key}_{name}"] = float(d[part].mean()) if part.any() else None
                 pos, neg = (adv > 0).expand_as(d) & (mask > 0), (adv < 0).expand_as(d) & (mask > 0)
                 row["log_ratio_pos"] = float((new - old)[pos].mean())
                 row["log_ratio_neg"] = float((new - old)[neg].mean())
                 rows.append(row)
             out[f"{opt_name}/{arm}"] = rows
+    return out
+
+
+def opposite_shared(comp: torch.Tensor, mask: torch.Tensor, adv: torch.Tensor, G: int) -> torch.Tensor:
+    """True where a token, with its whole prefix, also occurs in a sequence of the same group with
+    an advantage of the opposite sign (same context and token, so the same ratio)."""
+    out = torch.zeros_like(mask, dtype=torch.bool)
+    rows = comp.tolist()
+    signs = torch.sign(adv.view(-1)).tolist()
+    for g in range(comp.shape[0] // G):
+        members = range(g * G, (g + 1) * G)
+        for i in members:
+            if signs[i] == 0:
+                continue
+            others = [rows[j] for j in members if signs[j] == -signs[i]]
+            for t in range(int(mask[i].sum())):
+                prefix = rows[i][: t + 1]
+                out[i, t] = any(o[: t + 1] == prefix for o in others)
     return out
 
 
@@ -496,6 +519,10 @@ def summarize_micro(rows: list[dict]) -> dict:
     return {"steps_with_high": sum(r["dlogp_high"] is not None for r in rows),
             "mean_dlogp_high": mean_of("dlogp_high"),
             "mean_dlogp_low": mean_of("dlogp_low"),
+            "mean_dlogp_low_shared": mean_of("dlogp_low_shared"),
+            "mean_dlogp_low_own": mean_of("dlogp_low_own"),
+            "final_low_shared_frac": rows[-1]["n_low_shared"] / max(
+                1, rows[-1]["n_low_shared"] + rows[-1]["n_low_own"]),
             "final_frac_high": rows[-1]["frac_high"], "final_frac_low": rows[-1]["frac_low"],
             "final_log_ratio_pos": rows[-1]["log_ratio_pos"],
             "final_log_ratio_neg": rows[-1]["log_ratio_neg"]}
@@ -750,10 +777,13 @@ def main(argv=None) -> int:
         b = micro["batch"]
         print(f"\nMicro-benchmark: one fixed rollout batch ({b['sequences']} sequences, "
               f"{b['kept_groups']} non-zero-variance groups, {b['tokens']} tokens, reward "
-              f"{b['reward']:.3f}), {args.micro_steps} full-batch steps per loss, no KL")
-        hdr = (f"{'optimizer/arm':<22}{'steps w/ clip-high':>19}{'dlogp clip-high':>16}"
-               f"{'dlogp clip-low':>15}{'frac high':>10}{'frac low':>9}{'log r A>0':>10}"
-               f"{'log r A<0':>10}")
+              f"{b['reward']:.3f}; {b['shared_token_frac']:.2f} of the tokens also occur, same "
+              f"prefix, in an opposite-advantage sample), {args.micro_steps} full-batch steps "
+              f"per loss, no KL. dlogp = mean one-step change of log pi of the tokens in the "
+              f"region before the step (low: all / shared with a positive / own)")
+        hdr = (f"{'optimizer/arm':<22}{'steps w/ high':>14}{'dlogp high':>11}"
+               f"{'dlogp low':>10}{'shared':>8}{'own':>8}{'frac high':>10}{'frac low':>9}"
+               f"{'log r A>0':>10}{'log r A<0':>10}")
         print(hdr)
         print("-" * len(hdr))
         headline["micro"] = {}
@@ -763,8 +793,9 @@ def main(argv=None) -> int:
             s = summarize_micro(rows)
             headline["micro"][key] = {k: (round(v, 5) if isinstance(v, float) else v)
                                       for k, v in s.items()}
-            print(f"{key:<22}{s['steps_with_high']:>19}{s['mean_dlogp_high']:>16.5f}"
-                  f"{s['mean_dlogp_low']:>15.5f}{s['final_frac_high']:>10.4f}"
+            print(f"{key:<22}{s['steps_with_high']:>14}{s['mean_dlogp_high']:>11.4f}"
+                  f"{s['mean_dlogp_low']:>10.4f}{s['mean_dlogp_low_shared']:>8.3f}"
+                  f"{s['mean_dlogp_low_own']:>8.3f}{s['final_frac_high']:>10.4f}"
                   f"{s['final_frac_low']:>9.4f}{s['final_log_ratio_pos']:>10.4f}"
                   f"{s['final_log_ratio_neg']:>10.4f}")
         log("micro-benchmark done")
