@@ -254,11 +254,11 @@ def sft(model, task: Task, tokenizer, scorer, *, lr: float, batch: int, max_step
 # ----------------------------------------------------------------------------------- losses
 @dataclass
 class RLConfig:
-    lr: float = 3e-4
+    lr: float = 1e-5
     beta: float = 0.02                 # KL coefficient (TRL k3 to the SFT policy)
     temperature: float = 1.0
-    rollouts: int = 30
-    prompts_per_rollout: int = 16
+    rollouts: int = 12
+    prompts_per_rollout: int = 8
     num_generations: int = 8
     steps_per_rollout: int = 8         # optimizer steps per rollout batch (Klear: 8)
     eps_low: float = 0.2
@@ -266,7 +266,7 @@ class RLConfig:
     dual_clip_c: float = 3.0
     weight_decay: float = 0.1
     max_grad_norm: float = 1.0
-    eval_every: int = 3                # rollouts between greedy evaluations
+    eval_every: int = 2                # rollouts between held-out evaluations
     max_new: int = 20
 
 
@@ -669,14 +669,14 @@ def main(argv=None) -> int:
     parser.add_argument("--task", choices=("add2", "add3"), default="add3")
     parser.add_argument("--seeds", type=int, default=10, help="paired seeds 0..N-1")
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 2e-4, 4e-4],
+    parser.add_argument("--lrs", type=float, nargs="+", default=[1e-5, 3e-5],
                         help="per-arm learning-rate grid (every arm runs every lr)")
     parser.add_argument("--beta", type=float, default=0.02, help="KL coefficient")
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--rollouts", type=int, default=30)
-    parser.add_argument("--prompts-per-rollout", type=int, default=16)
+    parser.add_argument("--rollouts", type=int, default=12)
+    parser.add_argument("--prompts-per-rollout", type=int, default=8)
     parser.add_argument("--steps-per-rollout", type=int, default=8)
-    parser.add_argument("--eval-every", type=int, default=3)
+    parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--eval-size", type=int, default=256)
     parser.add_argument("--dual-clip-c", type=float, default=3.0)
     parser.add_argument("--sft-target", type=float, default=0.45,
@@ -686,8 +686,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sft-cache", default="runs/gppo_sft",
                         help="directory to save / reuse the SFT checkpoint (keyed by task + target)")
     parser.add_argument("--micro-steps", type=int, default=16)
-    parser.add_argument("--micro-lr-adam", type=float, default=1e-3)
-    parser.add_argument("--micro-lr-sgd", type=float, default=0.3)
+    parser.add_argument("--micro-lr-adam", type=float, default=3e-5)
+    parser.add_argument("--micro-lr-sgd", type=float, default=0.003)
     parser.add_argument("--skip-micro", action="store_true")
     parser.add_argument("--micro-only", action="store_true", help="run only the micro-benchmark")
     parser.add_argument("--trainer-sanity", type=int, default=16,
@@ -695,7 +695,7 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", default="docs/gppo_vs_grpo.png")
     parser.add_argument("--results", default=None, help="also write the raw results as JSON")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int, default=3,
                         help="RL runs in parallel processes (results are identical to 1 worker)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -871,7 +871,7 @@ def main(argv=None) -> int:
                         key=lambda lr: statistics.fmean(r["auc"] for r in results[(arm, lr)]))
                for arm in args.arms}
     print(f"\nPaired differences vs {BASELINE} ({args.seeds} seeds, bootstrap 95% CI over seeds)")
-    hdr = f"{'arm (lr) vs baseline (lr)':<44}{'d best acc':>12}{'95% CI':>18}{'d AUC':>9}{'95% CI':>18}{'W/L(AUC)':>10}"
+    hdr = f"{'arm (lr) vs baseline (lr)':<44}{'d best':>12}{'95% CI':>18}{'d AUC':>9}{'95% CI':>18}{'W/L(AUC)':>10}"
     print(hdr)
     print("-" * len(hdr))
     comparisons = {}
