@@ -119,3 +119,111 @@ def test_no_held_out_interaction_reaches_the_tokenizer_fit(monkeypatch, split):
     for s, items in zip(data.splits["test"], data.seen_items("test")):
         assert s["target_item_id"] not in items.tolist()
         assert items.tolist()[-len(s["short_item_ids"]):] == s["short_item_ids"]
+
+
+# ----------------------------------------------------------------------------- exclude_items
+def _collision_index(seed: int, num_items: int = 70):
+    from onerec_testkit import LEVELS
+
+    g = torch.Generator().manual_seed(seed)
+    # codes drawn from a narrow range so that tuples collide and subtrees are small
+    codes = torch.stack([torch.randint(0, min(k, 3 + lvl), (num_items,), generator=g)
+                         for lvl, k in enumerate(LEVELS)], 1)
+    ids = torch.randperm(500, generator=g)[:num_items]
+    return SemanticIdIndex.from_codes(codes, list(LEVELS), item_ids=ids,
+                                      popularity=torch.randint(0, 5, (num_items,), generator=g).double())
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_exclude_items_inside_the_constrained_beam_search(version):
+    from onerec_testkit import make_batch, v1_config, v2_config
+
+    if version == "v2":
+        from kwaiformers.models.onerec_v2.modeling_onerec_v2 import (
+            OneRecV2ForGenerativeRecommendation as Model,
+        )
+        cfg = v2_config()
+    else:
+        from kwaiformers.models.onerec.modeling_onerec import (
+            OneRecForGenerativeRecommendation as Model,
+        )
+        cfg = v1_config()
+    torch.manual_seed(0)
+    model = Model(cfg).eval()
+    k, bsz = 5, 4
+    checked = 0
+    for case in range(12):
+        index = _collision_index(case)
+        batch = make_batch(bsz, seed=case, lifelong_len=8 if version == "v1" else 0)
+        rng = np.random.default_rng(case)
+        items = index.item_ids.tolist()
+        # from nothing excluded to everything but a handful (fewer allowed tuples than k)
+        sizes = [0, int(rng.integers(1, len(items))), len(items) - int(rng.integers(0, 4)), len(items)]
+        exclude = [rng.choice(items, n, replace=False).tolist() + [10_000] for n in sizes]
+        tuples = torch.unique(index.codes, dim=0)
+        logp = model.sid_log_probs(batch, tuples[None].expand(bsz, -1, -1).contiguous())
+        logp = logp.sum(-1) if logp.dim() == 3 else logp  # per-level -> tuple log-probability
+        groups = index.items_for(tuples)
+        # brute force: each tuple -> its most popular non-excluded item; exact top-k
+        for beam, exact in ((k, False), (len(tuples), True)):
+            out = model.recommend(batch, num_items=k, beam_size=beam, item_index=index,
+                                  exclude_items=exclude)
+            for b in range(bsz):
+                ex = set(exclude[b])
+                ref = []
+                for t in torch.argsort(logp[b], descending=True, stable=True).tolist():
+                    keep = [i for i in groups[t] if i not in ex]
+                    if keep:
+                        ref.append(keep[0])
+                got = out.item_ids[b].tolist()
+                live = [i for i in got if i >= 0]
+                assert not ex & set(live)  # never an excluded item
+                assert len(live) == min(k, len(ref)) and len(set(live)) == len(live)  # still k
+                assert got[len(live):] == [-1] * (k - len(live))
+                if exact:
+                    assert live == ref[:k]
+                checked += 1
+    assert checked == 12 * 2 * bsz
+    # the padded-tensor form and validation
+    index = _collision_index(0)
+    batch = make_batch(2, seed=0, lifelong_len=8 if version == "v1" else 0)
+    pad = torch.tensor([[int(index.item_ids[0]), -1], [-1, -1]])
+    a = model.recommend(batch, num_items=k, beam_size=8, item_index=index, exclude_items=pad)
+    b = model.recommend(batch, num_items=k, beam_size=8, item_index=index,
+                        exclude_items=[[int(index.item_ids[0])], []])
+    assert torch.equal(a.item_ids, b.item_ids)
+    with pytest.raises(ValueError, match="constrained"):
+        model.recommend(batch, num_items=k, beam_size=8, item_index=index, constrained=False,
+                        exclude_items=[[], []])
+    with pytest.raises(ValueError, match="one collection"):
+        model.recommend(batch, num_items=k, beam_size=8, item_index=index, exclude_items=[[]])
+
+
+def test_baselines_follow_the_protocol():
+    from kwaiformers.evaluation.recommendation import (
+        item_knn_recommendations,
+        ndcg_per_user,
+        paired_bootstrap,
+        popularity_recommendations,
+    )
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 30, 400)
+    items = rng.integers(0, 25, 400)
+    counts = np.bincount(items, minlength=25)
+    exclude = [rng.choice(25, n, replace=False).tolist() for n in (0, 5, 20, 25)]
+    pop = popularity_recommendations(items, 10, 4, exclude_items=exclude)
+    ranked = sorted(range(25), key=lambda i: (-counts[i], i))  # RecBole Pop: training-row counts
+    for row, ex in zip(pop.tolist(), exclude):
+        want = [i for i in ranked if i not in ex][:10]
+        assert row == want + [-1] * (10 - len(want))
+    hist = [rng.choice(25, 6, replace=False).tolist() for _ in range(4)]
+    knn = item_knn_recommendations(users, items, hist, 10, exclude_items=exclude, neighbours=5)
+    for row, ex in zip(knn.tolist(), exclude):
+        live = [i for i in row if i >= 0]
+        assert not set(live) & set(ex) and len(live) == min(10, 25 - len(ex))
+    a = ndcg_per_user(pop, [ranked[0], ranked[1], 3, 4], 10)
+    assert a[0] == 1.0 and torch.isclose(a[1], torch.tensor(1 / np.log2(3), dtype=torch.float64)) or \
+        ranked[1] in exclude[1]
+    res = paired_bootstrap(torch.tensor([1.0, 0.5, 0.2, 0.0]), torch.zeros(4), num_resamples=200)
+    assert res["diff"] == pytest.approx(0.425) and res["low"] <= res["diff"] <= res["high"]
