@@ -54,8 +54,9 @@ def test_treespec_validation_errors():
     with pytest.raises(ValueError, match="split across"):
         TreeSpec(4, ((Group((0, 1), 0), Group((2, 3), 2)),
                      (Group((0, 2), 0), Group((1, 3), 1))))
-    with pytest.raises(ValueError, match="share one period"):
-        TreeSpec(4, ((Group((0, 1), 0, 1), Group((2, 3), 2, 2)), (Group((0, 1, 2, 3), 0),)))
+    with pytest.raises(ValueError, match="share one period"):  # public node 1, periods 1 vs 2
+        TreeSpec(4, ((Group((0, 1), 0, 1), Group((1, 2, 3), 2, 2)), (Group((0, 1, 2, 3), 2),)),
+                 public_nodes=(1,))
     with pytest.raises(ValueError, match="unknown keys"):
         TreeSpec.from_dict({"num_devices": 1, "levels": [], "extra": 1})
     with pytest.raises(ValueError, match="missing the field"):
