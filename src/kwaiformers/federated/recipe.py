@@ -222,7 +222,7 @@ class _Run:
     def __init__(self, cfg: ETreeRecipeConfig, seed: int, rank: int, world: int) -> None:
         import torch
 
-        from .partition import label_histograms, partition
+        from .partition import label_histograms
         from .tree import block_placement
 
         self.cfg, self.seed, self.rank, self.world = cfg, seed, rank, world
