@@ -70,8 +70,14 @@ def test_v1_moe_recipe_updates_bias_and_logs_load(tmp_path):
                              "sid_embed_dim": 4, "feature_embed_dim": 4, "user_feature_embed_dim": 4,
                              "num_experts": 4, "num_experts_per_tok": 1, "expert_intermediate_size": 8,
                              "aux_free_bias_update_speed": 0.01}, max_steps=3)
-    raw["eval"]["recommend"] = True
-    run_recipe(load_recipe(raw))
+    raw["eval"].update(recommend=True, exclude_seen=True, baselines=["popularity", "item_knn"],
+                       max_batches=None)
+    raw["data"].update(split="leave_one_out", tie_order="file", max_eval_samples=None)
+    metrics = run_recipe(load_recipe(raw))
+    # leave-one-out: one test target per user with history, all evaluated
+    assert metrics["test_num_users"] == 40
+    for key in ("test_ndcg@5", "test_popularity_ndcg@5", "test_item_knn_ndcg@5"):
+        assert 0 <= metrics[key] <= 1, key
     state = json.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text())
     assert any("moe/max_load_ratio" in e for e in state["log_history"])
     from safetensors.torch import load_file

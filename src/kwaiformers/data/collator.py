@@ -126,6 +126,8 @@ class OneRecCollator:
         out["target_duration"] = col("target_duration", torch.float32)
         out["target_is_negative"] = col("target_is_negative", torch.bool, False)
         out["target_logged_prob"] = col("target_logged_prob", torch.float32)
+        if "target_served_by_model" in samples[0]:
+            out["target_served_by_model"] = col("target_served_by_model", torch.bool, False)
         if "target_labels" in samples[0]:
             out["target_labels"] = torch.as_tensor([list(s["target_labels"]) for s in samples],
                                                    dtype=torch.float32).reshape(bsz, _F_B)
