@@ -298,7 +298,12 @@ def test_dars_duration_leak_guard_on_the_simulator():
     from kwaiformers.rewards import advantage_rate_by_duration
     from kwaiformers.trainers.onerec_rl_recipe import prepare_data
 
-    data = prepare_data(num_users=150, num_items=120, days=4, seed=0, codebook_sizes=(8, 4, 4))
+    data = prepare_data(num_users=150, num_items=120, days=4, seed=0, codebook_sizes=(8, 4, 4),
+                        disambiguate=True)
+    # (the same data checks item coverage: with the extra level every item has its own tuple)
+    assert data.info["item_coverage"] == 1.0 and data.index.num_levels == 4
+    items = data.index.item_ids
+    assert torch.equal(data.index.lookup(data.index.item_codes(items)), items)
     ds = data.splits["train"]
     perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[: 128 * 10].tolist()
     batch = data.collator([ds[i] for i in perm])

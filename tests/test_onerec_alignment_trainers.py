@@ -271,3 +271,39 @@ def test_gbpo_pi_old_is_sg_pi_unless_the_model_served_the_exposure(tmp_path):
         frac = [h["gbpo/logged_prob_frac"] for h in tr.state.log_history if "gbpo/logged_prob_frac" in h][0]
         assert frac == (0.0 if source == "served" else 1.0)
     assert abs(rl["logged"]) < abs(rl["served"])
+
+
+def test_rl_trainers_run_the_aux_free_moe_bias_update(tmp_path):
+    from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+    from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config
+    from kwaiformers.models.onerec_v2.modeling_onerec_v2 import OneRecV2ForGenerativeRecommendation
+    from kwaiformers.trainers.ecpo_config import ECPOConfig
+    from kwaiformers.trainers.ecpo_trainer import ECPOTrainer
+    from kwaiformers.trainers.gbpo_config import GBPOConfig
+    from kwaiformers.trainers.gbpo_trainer import GBPOTrainer
+
+    torch.manual_seed(0)
+    cfg = OneRecV2Config(user_feature_vocab_sizes=list(USER_VOCAB), num_sid_levels=3,
+                         codebook_size=list(LEVELS), short_seq_len=4, long_seq_len=4, embed_dim=8,
+                         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_kv_groups=1,
+                         intermediate_size=16, use_moe=True, first_k_dense=1, num_routed_experts=4,
+                         num_shared_experts=0, num_experts_per_tok=1, moe_intermediate_size=8,
+                         aux_free_bias_update_speed=0.01)
+    model = OneRecV2ForGenerativeRecommendation(cfg)
+    _, index = _model()
+    layers = moe_layers(model)
+    assert layers and all(float(m.e_score_correction_bias.abs().sum()) == 0 for _, m in layers)
+    args = GBPOConfig(**_common(tmp_path / "g"), per_device_train_batch_size=8, dars_min_bucket_size=1)
+    tr = GBPOTrainer(model, args=args, train_dataset=_dataset(), item_index=index)
+    assert sum(isinstance(c, AuxFreeBiasUpdateCallback) for c in tr.callback_handler.callbacks) == 1
+    tr.train()
+    # two steps of +-0.01 per expert (0 for an expert exactly at the mean load)
+    bias = torch.cat([m.e_score_correction_bias for _, m in layers]).abs()
+    assert (bias > 0).any() and (bias <= 0.02 + 1e-6).all()
+    # ECPO too; a dense policy gets no callback
+    ecpo_args = ECPOConfig(**_common(tmp_path / "e"), per_device_train_batch_size=8, num_generations=4)
+    ec = ECPOTrainer(model, reward_model=_pscore(), args=ecpo_args, train_dataset=_dataset(), item_index=index)
+    assert any(isinstance(c, AuxFreeBiasUpdateCallback) for c in ec.callback_handler.callbacks)
+    dense, _ = _model()
+    gd = GBPOTrainer(dense, args=args, train_dataset=_dataset(), item_index=index)
+    assert not any(isinstance(c, AuxFreeBiasUpdateCallback) for c in gd.callback_handler.callbacks)

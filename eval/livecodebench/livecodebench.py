@@ -43,15 +43,16 @@ Args:
     allow_code_execution (`bool`, optional): opt in to running code (else the environment variable).
     return_details (`bool`, default False): add per-problem verdicts.
 Returns:
-    pass@<k>: unbiased pass@k in % (pass@1 = avg@k), plus `pass@<k>/<difficulty>` and
-    `pass@<k>/<platform>`, `num_problems/<group>`, `no_code_rate`, `truncated_rate`.
+    pass@<k>: unbiased pass@k as a fraction in [0, 1] (pass@1 = avg@k; like `code_eval`), plus
+    `pass@<k>/<difficulty>` and `pass@<k>/<platform>`, `num_problems/<group>` (counts),
+    `no_code_rate`, `truncated_rate` (fractions).
 Examples:
     >>> import os; os.environ["KWAIFORMERS_ALLOW_CODE_EXECUTION"] = "1"
     >>> lcb = evaluate.load("eval/livecodebench")
     >>> ref = '{"inputs": ["1 2\\\\n"], "outputs": ["3\\\\n"], "fn_name": null}'
     >>> good = "<think>add</think>```python\\\\nprint(sum(map(int, input().split())))\\\\n```"
     >>> lcb.compute(predictions=[[good]], references=[ref])["pass@1"]
-    100.0
+    1.0
 """
 
 

@@ -1062,7 +1062,8 @@ class KCMMBenchTask(TaskAdapter):
         info = {"scores": scores, "modes": scores["modes"], "think": self.think or "auto",
                 "max_frames": self.max_frames, "post_process": self.post_process,
                 "generations_per_sample": max(len(v) for v in generations.values())}
-        return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info)
+        return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info,
+                          metrics_unit="percent")
 
 
 def add_arguments(parser) -> None:

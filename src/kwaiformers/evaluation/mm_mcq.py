@@ -280,7 +280,8 @@ class MultipleChoiceTask(TaskAdapter):
         for cat in sorted(groups):
             metrics[f"category/{cat}"] = 100.0 * sum(groups[cat]) / len(groups[cat])
         return TaskResult(metrics=metrics, card_metrics=[("accuracy", acc)], per_sample=per_sample,
-                          info={"num_options": sorted({len(s.data["options"]) for s in samples})})
+                          info={"num_options": sorted({len(s.data["options"]) for s in samples})},
+                          metrics_unit="percent")
 
 
 def add_arguments(parser) -> None:

@@ -304,9 +304,13 @@ class SemanticIdIndex:
         return self.item_ids[pos] == q
 
     def collision_stats(self) -> dict[str, float]:
-        """``num_tuples``, ``collision_rate`` (1 - tuples/items), ``max_items_per_tuple``."""
+        """``num_tuples``, ``collision_rate`` (1 - tuples/items), ``max_items_per_tuple`` and
+        ``item_coverage``: the fraction of items a generated tuple can return (a tuple maps to
+        the most popular item of its collision list, so the others are unreachable; 1.0 with
+        ``disambiguate=True``)."""
         group_len = self._group_ptr[1:] - self._group_ptr[:-1]
         return {
+            "item_coverage": self.num_tuples / self.num_items,
             "num_items": float(self.num_items),
             "num_tuples": float(self.num_tuples),
             "collision_rate": 1.0 - self.num_tuples / self.num_items,
