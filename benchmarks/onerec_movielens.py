@@ -364,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the config's num_train_epochs)")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "onerec_movielens"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the table of the finished runs in OUT/results.jsonl, train nothing")
     args = parser.parse_args(argv)
     import torch
 
@@ -382,13 +384,21 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 1 if args.quick and args.epochs is None else args.epochs
     if epochs is None:
         epochs = int(raw["training"].get("num_train_epochs", 8))
+    path = os.path.join(out, "results.jsonl")
+    if args.report_only:
+        with open(path) as fh:
+            results = [r for r in map(json.loads, filter(str.strip, fh))
+                       if r["model"] in models and r["seed"] in seeds and r.get("epochs_cap") == epochs]
+        headline = report(results)
+        headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds), epochs_cap=epochs)
+        print(json.dumps(headline))
+        return 0
     data_dir = args.data_dir or recbole_ml100k_dir(out)
     t0 = time.perf_counter()
     data, _ = build_data(raw, data_dir, max_users)
     print(f"data: {data.info['num_interactions']} interactions, "
           f"{len(data.splits['test'])} test users, {data.index.num_items} items, "
           f"{data.info['num_train_samples']} training samples ({time.perf_counter() - t0:.0f} s)")
-    path = os.path.join(out, "results.jsonl")
     done = []
     if os.path.exists(path):
         with open(path) as fh:
@@ -399,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(m, 0) for m in models if m in ("popularity", "item_knn")]
     runs += [(m, s) for s in seeds for m in models if m not in ("popularity", "item_knn")]
     for model, seed in runs:  # seed-major, so that a partial run still pairs the models
-        if True:
+        if not args.report_only:
             if (model, seed) in have:
                 continue
             t1 = time.perf_counter()
