@@ -328,7 +328,7 @@ class PersonalizationCriteria:
     """
 
     min_loss_gain: float = 0.02
-    min_distinct_fraction: float = 0.2
+    min_distinct_fraction: float = 0.1
     max_mean_jaccard: float = 0.5
     min_first_level_kl: float = 0.05
 

@@ -28,7 +28,12 @@ import torch
 from kwaiformers.data.pipeline import OneRecData
 
 __all__ = [
+    "ALIGNMENT_ARMS",
     "OneRecRLData",
+    "context_blind_message",
+    "format_arms_table",
+    "paired_differences",
+    "run_alignment_arms",
     "add_arguments",
     "align",
     "build_tiny_model",
@@ -237,17 +242,22 @@ def _first_per_user(ds, max_users: int | None):
 @torch.no_grad()
 def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", num_items: int = 10,
                          beam_size: int = 32, max_users: int | None = None,
-                         batch_size: int = 128) -> dict[str, float]:
+                         batch_size: int = 128, check_legality: bool = True) -> dict[str, float]:
     """Ground-truth quality of top-``num_items`` recommendations for one held-out impression per
-    user (see the module docstring). Returns ``expected_play_time``, ``completion_rate``,
-    ``dislike_rate`` (mean dislike probability), ``recall@K`` and ``legality``."""
+    user (see the module docstring). Returns ``expected_play_time`` (duration x true completion,
+    seconds per recommendation), ``completion_rate``, ``dislike_rate`` (mean dislike
+    probability), ``mean_duration`` (of the recommended videos, seconds), ``recall@K`` and
+    ``ndcg@K`` of the logged next item, and ``legality`` (NaN with ``check_legality=False``, which
+    skips the unconstrained search)."""
+    from kwaiformers.evaluation.recommendation import ndcg_at_k
+
     ds = _first_per_user(data.splits[split], max_users)
     if len(ds) == 0:
         raise ValueError(f"split {split!r} holds no samples to evaluate")
     was_training = model.training
     model.eval()
     sums = {"expected_play_time": 0.0, "completion_rate": 0.0, "dislike_rate": 0.0, "hits": 0.0,
-            "legal": 0.0, "n_legal": 0.0}
+            "legal": 0.0, "n_legal": 0.0, "duration": 0.0, "ndcg": 0.0}
     n_rec = 0
     for start in range(0, len(ds), batch_size):
         rows = [ds[j] for j in range(start, min(start + batch_size, len(ds)))]
@@ -255,7 +265,9 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
         out = model.recommend(batch, num_items=num_items, beam_size=max(beam_size, num_items),
                               constrained=True, item_index=data.index)
         items = out.item_ids.cpu()
-        sums["hits"] += float((items == batch["target_item_id"].cpu()[:, None]).any(1).sum())
+        tgt = batch["target_item_id"].cpu()
+        sums["hits"] += float((items == tgt[:, None]).any(1).sum())
+        sums["ndcg"] += ndcg_at_k(items, tgt, num_items) * len(rows)
         if data.simulator is not None:
             truth = data.simulator.score(batch["user_id"].cpu()[:, None].numpy(),
                                          items.clamp(min=0).numpy())
@@ -263,7 +275,10 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
             sums["expected_play_time"] += float(truth["expected_play_time"][valid].sum())
             sums["completion_rate"] += float(truth["completion_rate"][valid].sum())
             sums["dislike_rate"] += float(truth["dislike_prob"][valid].sum())
+            sums["duration"] += float(truth["duration"][valid].sum())
             n_rec += int(valid.sum())
+        if not check_legality:
+            continue
         free = model.recommend(batch, num_items=num_items, beam_size=max(beam_size, num_items),
                                constrained=False, item_index=data.index)
         legal = data.index.is_legal(free.sids.reshape(-1, free.sids.shape[-1]).cpu())
@@ -276,16 +291,173 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
         "expected_play_time": sums["expected_play_time"] / n_rec if n_rec else nan,
         "completion_rate": sums["completion_rate"] / n_rec if n_rec else nan,
         "dislike_rate": sums["dislike_rate"] / n_rec if n_rec else nan,
+        "mean_duration": sums["duration"] / n_rec if n_rec else nan,
         f"recall@{num_items}": sums["hits"] / n_users,
-        "legality": sums["legal"] / max(sums["n_legal"], 1.0),
+        f"ndcg@{num_items}": sums["ndcg"] / n_users,
+        "legality": sums["legal"] / sums["n_legal"] if sums["n_legal"] else nan,
         "num_users": float(n_users),
     }
 
 
+# ---------------------------------------------------------------------------- arms
+#: GBPOTrainer settings of each comparison arm (all: the same logged exposures, steps and order).
+ALIGNMENT_ARMS: dict[str, dict[str, Any]] = {
+    # plain next-token training on every logged exposure: the control for "more training"
+    "ntp": {"rl_weight": 0.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0},
+    # GBPO with DARS advantages + the same NTP term (OneRec-V2 §3)
+    "gbpo": {"rl_weight": 1.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0, "logged_loss": "gbpo"},
+    # the early-clipped PPO loss on the same logged exposures + NTP (with pi_old = sg(pi) on
+    # exposures the model did not serve the ratio is 1, so this is the V2 ablation's "ECPO")
+    "ecpo": {"rl_weight": 1.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0, "logged_loss": "ecpo"},
+    # a separately named baseline: NTP on the exposures above the batch's median play time
+    # (V1's RSFT filter) -- itself an alignment method on play time
+    "filtered_ntp": {"rl_weight": 0.0, "sft_weight": 1.0, "sft_filter_quantile": 0.5},
+}
+#: the headline metrics, in table order: (key, label, higher is better; None = neither)
+ARM_METRICS: tuple[tuple[str, str, bool | None], ...] = (
+    ("completion_rate", "completion rate", True),
+    ("dislike_rate", "dislike rate", False),
+    ("mean_duration", "mean rec. duration (s)", None),
+    ("expected_play_time", "expected play time (s)", True),
+    ("recall@10", "Recall@10 (logged next)", True),
+    ("ndcg@10", "NDCG@10 (logged next)", True),
+)
+ARM_LABELS = {"base": "base", "ntp": "NTP control", "gbpo": "GBPO + NTP", "ecpo": "ECPO + NTP",
+              "filtered_ntp": "filtered NTP (q=0.5)"}
+
+
+def run_alignment_arms(base: Any, data: OneRecRLData, output_dir: str, arms: Any = ("ntp", "gbpo"),
+                       seeds: Any = (0, 1, 2), max_steps: int = 60, batch_size: int = 128,
+                       learning_rate: float = 5e-4, eval_users: int | None = None,
+                       progress: bool = True, return_models: bool = False,
+                       **config: Any) -> dict[str, Any]:
+    """Train a copy of ``base`` per arm (:data:`ALIGNMENT_ARMS`) and trainer seed, and evaluate it.
+
+    Every arm starts from the same weights and sees the same logged exposures in the same order
+    for a given seed (the seed only changes the data order), for the same number of steps; the
+    only difference is the loss. ``config`` are further :class:`GBPOConfig` fields shared by all
+    arms (e.g. ``dars_inclusive_threshold``). Returns ``{"base": metrics, arm: {seed: metrics}}``
+    plus ``"logs"`` (each run's GBPO log history) and, with ``return_models``, ``"models"``
+    (each arm's model of the first seed).
+    """
+    import copy
+
+    unknown = [a for a in arms if a not in ALIGNMENT_ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; expected some of {sorted(ALIGNMENT_ARMS)}")
+    if len(seeds) < 1:
+        raise ValueError("seeds must hold at least one trainer seed")
+    res: dict[str, Any] = {"base": evaluate_recommender(base, data, max_users=eval_users,
+                                                        check_legality=False), "logs": {}}
+    if return_models:
+        res["models"] = {}
+    for arm in arms:
+        res[arm] = {}
+        for seed in seeds:
+            model = copy.deepcopy(base)
+            kw = {**config, **ALIGNMENT_ARMS[arm]}
+            trainer = align("gbpo", model, data, os.path.join(output_dir, f"{arm}-{seed}"),
+                            progress=progress, max_steps=max_steps,
+                            per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+                            logging_steps=1, seed=int(seed), **kw)
+            res[arm][int(seed)] = evaluate_recommender(model, data, max_users=eval_users,
+                                                       check_legality=False)
+            res["logs"][f"{arm}-{seed}"] = [h for h in trainer.state.log_history if "loss" in h]
+            if return_models and seed == seeds[0]:
+                res["models"][arm] = model
+    return res
+
+
+#: two-sided 95% Student-t quantiles by degrees of freedom (1..30); 1.96 beyond
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)
+
+
+def paired_differences(results: dict[str, Any], arm: str, control: str = "ntp") -> dict[str, dict[str, float]]:
+    """Per metric, the paired difference ``arm - control`` over the trainer seeds both ran:
+    ``mean``, ``half_width`` of the 95% Student-t interval (NaN with one seed), ``relative``
+    (``mean / control mean``), ``control_mean`` and ``n``."""
+    seeds = sorted(set(results[arm]) & set(results[control]))
+    out: dict[str, dict[str, float]] = {}
+    for key, _, _ in ARM_METRICS:
+        diffs = [results[arm][s][key] - results[control][s][key] for s in seeds]
+        ctrl = [results[control][s][key] for s in seeds]
+        n = len(diffs)
+        mean = sum(diffs) / n if n else float("nan")
+        if n > 1:
+            sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5
+            half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * sd / n ** 0.5
+        else:
+            half = float("nan")
+        cmean = sum(ctrl) / n if n else float("nan")
+        out[key] = {"mean": mean, "half_width": half, "relative": mean / cmean if cmean else float("nan"),
+                    "control_mean": cmean, "n": n}
+    return out
+
+
+def format_arms_table(results: dict[str, Any], control: str = "ntp") -> str:
+    """Metrics side by side (mean over trainer seeds) and each arm's paired difference vs
+    ``control`` with its 95% interval."""
+    arms = [a for a in ALIGNMENT_ARMS if a in results]
+    cols = ["base", *arms]
+
+    def mean(arm: str, key: str) -> float:
+        if arm == "base":
+            return results["base"][key]
+        vals = [m[key] for m in results[arm].values()]
+        return sum(vals) / len(vals)
+
+    seeds = sorted(results[arms[0]]) if arms else []
+    lines = [f"metric (test users, mean over trainer seeds {seeds})".ljust(30)
+             + "".join(f"{ARM_LABELS[c]:>22}" for c in cols)]
+    for key, label, _ in ARM_METRICS:
+        lines.append(f"{label:<30}" + "".join(f"{mean(c, key):>22.4f}" for c in cols))
+    others = [a for a in arms if a != control]
+    if control in results and others:
+        lines.append("")
+        lines.append(f"paired difference vs {ARM_LABELS[control]} (same steps, data and order; "
+                     "mean [95% t-interval] over seeds, relative change):")
+        for arm in others:
+            diff = paired_differences(results, arm, control)
+            lines.append(f"  {ARM_LABELS[arm]}:")
+            for key, label, higher in ARM_METRICS:
+                d = diff[key]
+                lo, hi = d["mean"] - d["half_width"], d["mean"] + d["half_width"]
+                sig = ""
+                if higher is not None and d["half_width"] == d["half_width"] and (lo > 0 or hi < 0):
+                    sig = "  better" if (lo > 0) == higher else "  worse"
+                lines.append(f"    {label:<28}{d['mean']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]"
+                             f"  ({100 * d['relative']:+.1f}%){sig}")
+    return "\n".join(lines)
+
+
+def context_blind_message(diag: dict[str, Any], what: str = "the base model") -> str:
+    """The refusal when the base ignores the user (see
+    :func:`kwaiformers.evaluation.recommendation.personalization_diagnostic`)."""
+    reasons = "; ".join(diag["failed"])
+    return (f"{what} is context-blind ({reasons}), so an alignment comparison on it would only "
+            "re-order one global list; not reporting one. Pretrain longer or with a higher "
+            "learning rate (--pretrain-steps / --pretrain-lr), use logs with more personal "
+            "signal (--policy-temperature higher, --popularity-mix lower) or more days of "
+            "history, then rerun.")
+
+
 # ---------------------------------------------------------------------------- the recipe
+#: Top-level keys of an ``onerec-rl`` YAML recipe and the algorithms it runs.
+RECIPE_KEYS = ("algorithm", "seed", "output_dir", "data", "model", "eval", "reward_model",
+               "trainer")
+ALGORITHMS = ("gbpo", "ecpo", "hybrid")
+
+
 def run_recipe(config: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Run the ``onerec-rl`` recipe from a config dict (the YAML files in ``trainers/configs``)."""
+    unknown = sorted(set(config) - set(RECIPE_KEYS))
+    if unknown:  # checked before any work: a typo must not silently run the defaults
+        raise ValueError(f"unknown top-level keys {unknown} (expected {', '.join(RECIPE_KEYS)})")
     algorithm = config.get("algorithm", "gbpo")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     seed = int(config.get("seed", 0))
     out_dir = config.get("output_dir", f"outputs/onerec-{algorithm}")
     data_cfg = dict(config.get("data", {}))
