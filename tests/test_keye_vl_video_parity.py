@@ -140,8 +140,12 @@ def test_preview_decoded_videos_match_keye_vl_utils_1_0():
         assert _sha(_frames_from_pixels(out["pixel_values_videos"], grid)) == case["sha256"], case
         # ... then the hub image processor's cap (3136..1003520 pixels) on those frames
         h, w = smart_resize(*case["size"], 28, KEYE_IMAGE_MIN_PIXELS, KEYE_IMAGE_MAX_PIXELS)
-        capped = proc(frames, video_fps=video_fps, fps=case["fps"])["video_grid_thw"].tolist()
-        assert capped == [[case["num_frames"], h // 14, w // 14]]
+        if (h, w) != tuple(case["size"]):  # e.g. 28x84 frames are raised to the 3136-pixel minimum
+            capped = proc(frames, video_fps=video_fps, fps=case["fps"])["video_grid_thw"].tolist()
+            assert capped == [[case["num_frames"], h // 14, w // 14]]
+            n_capped = decoded.setdefault("n_capped", 0)
+            decoded["n_capped"] = n_capped + 1
+    assert decoded["n_capped"] >= 1
 
 
 def test_load_video_matches_decord():
@@ -297,7 +301,7 @@ def test_keye_1_5_frame_count_matches_smart_nframes(total, video_fps, fps):
     assert ours == official
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(h=st.integers(28, 2000), w=st.integers(28, 2000), n_slow=st.integers(1, 400), n_fast=st.integers(0, 2000))
 def test_keye_1_5_budget_search_matches_fetch_video(h, w, n_slow, n_fast):
     if max(h, w) / min(h, w) > 200:
