@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--codebook", type=int, default=256)
     parser.add_argument("--context", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 avoids oversubscription)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per path (best of; same for both)")
     args = parser.parse_args()
     beams = args.beams or ([32, 128] if args.quick else [32, 128, 512])
     n_users = args.users or (4 if args.quick else 8)
@@ -82,11 +83,12 @@ def main() -> None:
     print("-" * 74)
     with torch.no_grad():
         for b in beams:
-            rec, t_rec = timed(lambda b=b: model.recommend(batch, num_items=k, beam_size=b, item_index=index), 2)
+            rec, t_rec = timed(lambda b=b: model.recommend(batch, num_items=k, beam_size=b, item_index=index),
+                               args.repeats)
             gen, t_gen = timed(lambda b=b: model.generate(
                 **batch, num_beams=b, num_return_sequences=k, length_penalty=0.0,
                 prefix_allowed_tokens_fn=fn, return_dict_in_generate=True, output_scores=True,
-            ))
+            ), args.repeats)
             gen_sids = gen.sequences[:, 1:].view(n_users, k, 3)
             agree = bool(torch.equal(gen_sids, rec.sids))
             items = n_users * k

@@ -83,10 +83,13 @@ def test_tiny_model_end_to_end_and_resume(tmp_path, aime_file, backend):
     # a random tiny model never closes </think>: everything counts as an extraction failure
     assert results["metrics"]["avg@2"] == 0.0
     assert results["metrics"]["extraction_failure_rate"] == 100.0
+    # the runner's outputs are in percent and say so; the scoring API returns fractions
+    assert results["metrics_unit"] == "percent"
     saved = json.loads((out / "results.json").read_text())
     assert saved["metrics"] == results["metrics"] and len(saved["per_sample"]) == 3
     card = (out / "README.md").read_text()
     assert "model-index" in card and "avg@2" in card and "n=2,temperature=1.0" in card
+    assert "avg@2 (aime, %)" in card and saved["metrics_unit"] == "percent"
     # a third run regenerates nothing; different settings are refused
     again = CountingBackend(backend)
     evaluate_task(task, output_dir=out, backend=again, config=config, progress=False)
@@ -116,6 +119,11 @@ def test_scoring_only_mode(tmp_path, aime_file):
     assert math.isclose(m["truncated_rate"], 100 / 6)
     card = (tmp_path / "o" / "README.md").read_text()
     assert "local" in card and "pass@2" in card
+    # the Python scoring API gives the same numbers as fractions
+    samples = AIMETask(aime_file).load_samples()
+    frac, _ = score_aime([r["responses"] for r in rows], [s.data["answer"] for s in samples],
+                         (1, 2), finish_reasons=[r.get("finish_reasons", ["stop"] * 2) for r in rows])
+    assert {k: 100 * v for k, v in frac.items()} == pytest.approx(m)
 
 
 def test_bad_predictions_are_rejected(tmp_path, aime_file):

@@ -118,10 +118,19 @@ def test_subsample_frames():
         ("答案：\n是", "是"),
         ("是!", "是"),  # ASCII punctuation becomes a space
         ("是.", "是"),
-        ("Yes", "是"),
+        ("yes", "是"),
         ("no.", "否"),
-        ("Yes, no", "Unknown"),
+        ("yes, no", "Unknown"),
         ("是 no", "是"),  # 是/否 is tested before yes/no
+        # case-sensitive, as the official YOrN_cn_Extraction (no lower-casing)
+        ("Yes", "Unknown"),
+        ("Yes.", "Unknown"),
+        ("YES", "Unknown"),
+        ("No.", "Unknown"),
+        ("The answer is No", "Unknown"),
+        ("nO", "Unknown"),
+        ("Yes, no", "否"),  # only the lower-case 'no' is a token
+        ("the answer is no.", "否"),
         ("<think>否 否 否</think>是", "是"),  # think blocks removed first
         ("<think>\n一些分析\n</think>\n\n否", "否"),
         ("<think>unterminated 是", "是"),
@@ -140,6 +149,20 @@ def test_process_punctuation_matches_vlmevalkit_quirks():
     assert kc.process_punctuation("。，！？") == "。，！？"
     # at most 32 periods are removed (re.UNICODE passed as `count` in the original)
     assert kc.process_punctuation("." * 40) == "." * 8
+    # the fork's real look-behind: a period right after a digit stays (upstream removes it)
+    assert kc.process_punctuation("1. 是") == "1. 是"
+    assert kc.process_punctuation("3.14 end. ok") == "3.14 end ok"
+
+
+def test_period_lookbehind_changes_verdicts_on_long_outputs():
+    # 32 numbered steps: upstream VLMEvalKit's '(?!<=\d)(\.)(?!\d)' spends its 32 removals on the
+    # "N." periods and leaves "是." (Unknown); the fork's pattern skips them and strips "是."
+    text = "".join(f"{i}. 分析\n" for i in range(1, 33)) + "结论 是."
+    assert kc.yorn_cn_extraction(text) == "是"
+    import re
+
+    upstream = re.compile(r"(?!<=\d)(\.)(?!\d)").sub("", text, 32)
+    assert "是." in upstream.split()  # what the upstream pattern would have left
 
 
 def test_keye_post_process():
@@ -157,23 +180,25 @@ def test_keye_post_process():
 
 
 def test_yes_no_scoring_unknown_rate_and_categories():
-    preds = ["否", "是。", "<think>是</think>否", "是", "No", "是", "是的"]
+    preds = ["否", "是。", "<think>是</think>否", "是", "no", "是", "是的"]
     refs = ["否", "是", "否", "是", "否", "是", "否"]
     tasks = ["PornComment"] * 3 + ["High_like"] * 2 + ["SPU"] * 2
     cats = ["comment", "comment", "video", None, None, "服饰", "数码"]
     res = kc.score_kc_mmbench(preds, refs, tasks, categories=cats, return_details=True)
     porn = res["tasks"]["Pornographic_Comment"]
-    assert porn["num_correct"] == 2 and math.isclose(porn["accuracy"], 200 / 3)
-    assert porn["num_unknown"] == 1 and math.isclose(porn["unknown_rate"], 100 / 3)
-    assert porn["categories"] == {"comment": 50.0, "video": 100.0}
+    # fractions in [0, 1], evaluate's convention
+    assert porn["num_correct"] == 2 and math.isclose(porn["accuracy"], 2 / 3)
+    assert porn["num_unknown"] == 1 and math.isclose(porn["unknown_rate"], 1 / 3)
+    assert porn["categories"] == {"comment": 0.5, "video": 1.0}
     assert porn["mode"] == kc.MODE_YN
-    assert res["tasks"]["High_like"]["accuracy"] == 100.0
-    assert res["tasks"]["SPU"]["accuracy"] == 50.0 and res["tasks"]["SPU"]["unknown_rate"] == 50.0
-    assert math.isclose(res["overall_accuracy"], (200 / 3 + 100 + 50) / 3)
-    assert math.isclose(res["overall_micro_accuracy"], 500 / 7)
+    assert res["tasks"]["High_like"]["accuracy"] == 1.0
+    assert res["tasks"]["SPU"]["accuracy"] == 0.5 and res["tasks"]["SPU"]["unknown_rate"] == 0.5
+    assert math.isclose(res["overall_accuracy"], (2 / 3 + 1 + 0.5) / 3)
+    assert math.isclose(res["overall_micro_accuracy"], 5 / 7)
     assert res["vqa_mode"] is None
     assert res["details"][1] == {"task": "Pornographic_Comment", "extracted": "Unknown",
-                                 "correct": False}
+                                 "exact_correct": False, "correct": False}
+    assert porn["exact_match_accuracy"] == porn["accuracy"] and "judged_accuracy" not in porn
 
 
 def test_rule_mode_is_labelled_and_deterministic():
@@ -240,7 +265,7 @@ def test_judge_mode_official_prompts_verdicts_retries_and_cache():
     seen = []
     res = kc.score_kc_mmbench(preds, refs, tasks, judge=judge, judge_cache=cache,
                               on_judged=lambda p, o: seen.append(p), return_details=True,
-                              progress=False)
+                              progress=False, questions=["q"] * 5)
     # official prompt text, think tags removed from the response
     first_prompt = judge.calls[0][0]
     assert first_prompt == kc.VQA_JUDGE_PROMPT.format("红色", "红色")
@@ -251,13 +276,15 @@ def test_judge_mode_official_prompts_verdicts_retries_and_cache():
     assert res["tasks"]["CPV"]["mode"] == "judge:stub"
     assert res["tasks"]["Hot_Videos_Aggregation"]["num_correct"] == 1
     assert res["tasks"]["Hot_Videos_Aggregation"]["judge_failures"] == 0
-    assert res["tasks"]["SPU"]["mode"] == kc.MODE_YN
+    assert res["tasks"]["SPU"]["mode"] == kc.MODE_YN_JUDGE_PREFIX + "stub"
+    assert res["tasks"]["SPU"]["num_unknown"] == 0  # nothing to re-judge
     assert res["vqa_mode"] == "judge"
-    assert 0.0 <= res["tasks"]["CPV"]["rule_agreement"] <= 100.0
+    assert 0.0 <= res["tasks"]["CPV"]["rule_agreement"] <= 1.0
     assert len(cache) == 4 and len(seen) == 4
     # cached prompts are not re-asked
     n_calls = len(judge.calls)
-    kc.score_kc_mmbench(preds, refs, tasks, judge=judge, judge_cache=cache, progress=False)
+    kc.score_kc_mmbench(preds, refs, tasks, judge=judge, judge_cache=cache, progress=False,
+                        questions=["q"] * 5)
     assert len(judge.calls) == n_calls
 
 
@@ -270,7 +297,92 @@ def test_judge_failures_count_as_wrong_and_are_reported():
     assert len(judge.calls) == 3
     # rule mode can be forced even with a judge
     res = kc.score_kc_mmbench(["红色"], ["红色"], ["CPV"], judge=judge, vqa_mode="rule")
-    assert res["tasks"]["CPV"]["accuracy"] == 100.0 and res["vqa_mode"] == "rule"
+    assert res["tasks"]["CPV"]["accuracy"] == 1.0 and res["vqa_mode"] == "rule"
+
+
+class _ScriptedJudge:
+    """Replies from a list in order (tests only); an exception instance is raised."""
+
+    name = "scripted"
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+        self.calls: list[tuple[str, float]] = []
+
+    def generate(self, prompt, temperature=0.0):
+        self.calls.append((prompt, temperature))
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+
+def test_unknown_yes_no_answers_are_rejudged_with_the_official_prompt():
+    # "Yes." is Unknown by extraction; the judge says "Unknown" then "是" (YOrN_cn_auxeval retries)
+    judge = _ScriptedJudge(["Unknown", "是", "否", "", "我不确定"])
+    preds = ["<think>想想</think>Yes.", "是", "No", "Yes!"]
+    refs = ["是", "是", "是", "是"]
+    res = kc.score_kc_mmbench(preds, refs, ["SPU"] * 4, judge=judge, return_details=True,
+                              questions=["两个商品相同吗", "q2", "q3", "q4"], judge_retries=2,
+                              progress=False)
+    prompt, temperature = judge.calls[0]
+    assert prompt == kc.YORN_JUDGE_PROMPT.format("两个商品相同吗", "Yes.")  # think removed
+    assert prompt.startswith("你是一个AI助手") and prompt.endswith("问题：两个商品相同吗？\n答案：Yes.\n你的输出：")
+    assert [t for _, t in judge.calls] == [0.0, 0.5, 0.0, 0.0, 0.5]
+    spu = res["tasks"]["SPU"]
+    assert spu["exact_match_accuracy"] == 0.25 and spu["num_unknown"] == 3
+    assert spu["judged_accuracy"] == spu["accuracy"] == 0.5  # "Yes." -> 是, "No" -> 否
+    assert spu["num_unknown_after_judge"] == 1 and spu["judge_failures"] == 0
+    assert spu["mode"] == "official-exact-match+judge:scripted"
+    d = res["details"]
+    assert (d[0]["extracted"], d[0]["judged"], d[0]["correct"]) == ("Unknown", "是", True)
+    assert d[1].get("judged") is None and d[2]["judged"] == "否"
+    assert d[3]["judged"] == "Unknown" and d[3]["judge_output"] == "我不确定"  # 2 tries, no 是/否
+    # exact match only on request; questions are required to re-judge
+    res = kc.score_kc_mmbench(preds, refs, ["SPU"] * 4, judge=judge, yn_judge=False)
+    assert res["tasks"]["SPU"]["accuracy"] == 0.25 and res["tasks"]["SPU"]["mode"] == kc.MODE_YN
+    with pytest.raises(ValueError, match="questions"):
+        kc.score_kc_mmbench(preds, refs, ["SPU"] * 4, judge=judge)
+    # very long questions are cut as officially (first and last 4096 chars, last 8192 of the answer)
+    long_q = "前" * 6000 + "后" * 6000
+    p = kc.yorn_judge_prompt(long_q, "x" * 9000)
+    assert "前" * 4096 + "后" * 4096 + "？" in p and "前" * 4097 not in p and "x" * 8193 not in p
+
+
+def test_judge_retries_only_on_api_failure_and_empty_reply_is_final():
+    judge = _ScriptedJudge([ConnectionError("down"), kc.JUDGE_FAIL_MSG, "", "回答正确"])
+    res = kc.score_kc_mmbench(["红色"], ["红色"], ["CPV"], judge=judge, return_details=True,
+                              progress=False)
+    assert [t for _, t in judge.calls] == [0.0, 0.5, 1.0]  # two failures retried, "" is final
+    assert res["details"][0]["judge_output"] == "" and res["details"][0]["judge_error"] is None
+    assert res["tasks"]["CPV"]["accuracy"] == 0.0 and res["tasks"]["CPV"]["judge_failures"] == 0
+    # a Y/N judge keeps asking while the reply does not extract to 是/否 (API failures included)
+    judge = _ScriptedJudge([kc.JUDGE_FAIL_MSG, RuntimeError("x"), "否"])
+    assert kc._run_yorn_judge(judge, "p", 5) == ("否", "否", None)
+    judge = _ScriptedJudge([RuntimeError("x")] * 2)
+    answer, output, error = kc._run_yorn_judge(judge, "p", 2)
+    assert (answer, output) == ("Unknown", "") and "RuntimeError" in error
+
+
+def test_think_defaults_to_the_official_config_for_keye_models(tmp_path):
+    assert kc.resolve_think(None, "Kwai-Keye/Keye-VL-8B-Preview") == "think"
+    assert kc.resolve_think(None, "Kwai-Keye/Keye-VL-1_5-8B") == "think"
+    assert kc.resolve_think(None, "Qwen/Qwen2.5-VL-7B-Instruct") == "auto"
+    assert kc.resolve_think(None, None) == "auto"
+    assert kc.resolve_think("no_think", "Kwai-Keye/Keye-VL-8B-Preview") == "no_think"
+    local = tmp_path / "ckpt"
+    local.mkdir()
+    (local / "config.json").write_text(json.dumps({"model_type": "KeyeVL1_5"}))
+    assert kc.resolve_think(None, str(local)) == "think"
+    (local / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    assert kc.resolve_think(None, str(local)) == "auto"
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    kc.add_arguments(parser)
+    args = parser.parse_args(["--model", "Kwai-Keye/Keye-VL-8B-Preview", "--output-dir",
+                              str(tmp_path / "o")])
+    assert args.think is None and kc.task_from_args(args).think == "think"
 
 
 def test_score_validates_inputs():

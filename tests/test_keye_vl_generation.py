@@ -84,3 +84,31 @@ def test_num_return_sequences_expands_packed_pixels():
     assert gen.shape[0] == 4
     for i in range(2):
         assert gen[2 * i].tolist() == gen[2 * i + 1].tolist() == greedy[i].tolist()
+
+
+def test_manual_cached_decoding_of_left_padded_batch_matches_no_cache_forward():
+    """Cached decoding by hand (no ``position_ids``: the model adds its stored ``rope_deltas``) of a
+    left-padded batch gives the logits of a full no-cache forward over the grown sequences."""
+    model, proc = make_tiny_keye_vl(init_std=0.5)
+    proc.tokenizer.padding_side = "left"
+    texts = [
+        proc.apply_chat_template(build_keye_messages("Hi", images=1), add_generation_prompt=True),
+        proc.apply_chat_template(build_keye_messages("A much longer question about it", images=1),
+                                 add_generation_prompt=True),
+    ]
+    batch = proc(text=texts, images=IMAGES, padding=True, return_tensors="pt")
+    assert (batch["attention_mask"][0] == 0).sum() >= 3  # the first prompt is left-padded
+    vision = {k: batch[k] for k in ("pixel_values", "image_grid_thw")}
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        out = model(**batch, use_cache=True)
+        cache = out.past_key_values
+        nxt = out.logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(2):
+            ids = torch.cat([ids, nxt], 1)
+            mask = torch.cat([mask, torch.ones_like(nxt)], 1)
+            step = model(input_ids=nxt, attention_mask=mask, past_key_values=cache, use_cache=True)
+            full = model(input_ids=ids, attention_mask=mask, use_cache=False, **vision)
+            torch.testing.assert_close(step.logits[:, -1], full.logits[:, -1], rtol=1e-4, atol=1e-4)
+            cache = step.past_key_values
+            nxt = full.logits[:, -1].argmax(-1, keepdim=True)

@@ -82,7 +82,8 @@ def test_rope_index_text_only_and_left_padding():
     mask[1, :3] = 0
     grids = torch.tensor([[1, 4, 6], [1, 4, 6]]), torch.tensor([[3, 4, 4], [3, 4, 4]])
     pos, delta = model.get_rope_index(batch, *grids, second_per_grid_ts=[0.5, 0.5], attention_mask=mask)
-    assert torch.equal(pos[:, 0, :-3], pos[:, 1, 3:]) and delta.tolist() == [[-12], [-12]]
+    # rope_deltas = max + 1 - padded length (the remote code's rule): 15 - 30 for both rows
+    assert torch.equal(pos[:, 0, :-3], pos[:, 1, 3:]) and delta.tolist() == [[-15], [-15]]
 
 
 def test_rope_index_rejects_mismatched_grids():

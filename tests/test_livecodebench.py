@@ -209,17 +209,17 @@ def test_score_and_runner_scoring_mode(tmp_path, lcb_dir, sandbox):
     assert math.isclose(m["pass@1"], 50.0) and math.isclose(m["pass@2"], 100.0)
     assert math.isclose(m["pass@1/easy"], 50.0) and math.isclose(m["pass@1/atcoder"], 50.0)
     assert m["num_problems/leetcode"] == 1.0 and math.isclose(m["no_code_rate"], 25.0)
-    assert results["num_problems"] == 2
+    assert results["num_problems"] == 2 and results["metrics_unit"] == "percent"
     assert results["dataset"]["start_date"] == "2024-08-01"
     per = {r["id"]: r["verdicts"] for r in results["per_sample"]}
     assert per == {"lc-1": ["passed", "no_code"], "abc-1": ["passed", "wrong_answer"]}
-    assert "pass@1" in (tmp_path / "out" / "README.md").read_text()
-    # the evaluate-style entry point on raw references gives the same numbers
+    assert "pass@1 (livecodebench_v5, %)" in (tmp_path / "out" / "README.md").read_text()
+    # the evaluate-style entry point on raw references gives the same numbers, as fractions
     problems = [p for p in load_livecodebench(lcb_dir, window="v5", subset="v5_v6")]
     refs = [p.to_reference() for p in problems]
     metrics, _ = score_livecodebench([[good_lc, "x"], [good_abc, bad_abc]], refs, (1, 2),
                                      sandbox=sandbox)
-    assert math.isclose(metrics["pass@1"], 50.0)
+    assert math.isclose(metrics["pass@1"], 0.5) and math.isclose(metrics["no_code_rate"], 0.25)
     with pytest.raises(ValueError, match="no test cases"):
         score_livecodebench([["x"]], [json.dumps({"inputs": [], "outputs": [], "fn_name": None})],
                             sandbox=sandbox)

@@ -12,20 +12,48 @@ def test_quickstart_smoke(tmp_path, capsys):
 
     parser = argparse.ArgumentParser()
     quickstart.add_arguments(parser)
-    args = parser.parse_args(["--smoke", "--output-dir", str(tmp_path), "--no-progress"])
+    # the smoke sizes are too small to personalise: the comparison needs --allow-context-blind
+    args = parser.parse_args(["--smoke", "--output-dir", str(tmp_path), "--no-progress",
+                              "--allow-context-blind"])
     assert quickstart.run(args) == 0
     printed = capsys.readouterr().out
-    assert "Recall@10" in printed and "identical" in printed
+    assert "personalisation diagnostic" in printed and "context-blind" in printed
+    assert "NTP control" in printed and "GBPO + NTP" in printed and "identical" in printed
+    assert "paired difference vs NTP control" in printed
     results = json.loads((tmp_path / "results.json").read_text())
-    for side in ("sft", "aligned"):
-        for key in ("expected_play_time", "completion_rate", "dislike_rate", "recall@10", "legality"):
-            assert math.isfinite(results[side][key]), (side, key)
-        assert 0 <= results[side]["dislike_rate"] <= 1 and 0 <= results[side]["legality"] <= 1
+    assert not results["diagnostic"]["personalised"] and results["refused"]
+    assert results["data"]["item_coverage"] == 1.0
+    arms = results["arms"]
+    for arm in ("ntp", "gbpo"):
+        assert sorted(arms[arm]) == ["0", "1"]
+        for metrics in arms[arm].values():
+            for key in ("expected_play_time", "completion_rate", "dislike_rate", "mean_duration",
+                        "recall@10", "ndcg@10"):
+                assert math.isfinite(metrics[key]), (arm, key)
+            assert 0 <= metrics["dislike_rate"] <= 1
     assert results["reload_identical"] is True
     assert (tmp_path / "quickstart.png").stat().st_size > 10_000
     assert (tmp_path / "aligned" / "config.json").exists()
     assert all(math.isfinite(h["loss"]) for h in results["align_log"])
     assert len(results["pretrain_log"]) > 0
+
+
+def test_quickstart_refuses_a_context_blind_base(monkeypatch, capsys):
+    from kwaiformers import quickstart
+    from kwaiformers.trainers.onerec_rl_recipe import context_blind_message
+
+    diag = {"failed": ["the users' top-10 lists hold 11 distinct items"], "model_nll": [2.0],
+            "popularity_nll": [2.0], "model_loss": 2.0, "popularity_loss": 2.0, "loss_gain": 0.0,
+            "distinct_items": 11, "catalogue_items": 400, "mean_jaccard": 0.99,
+            "first_level_kl": 1e-6, "num_users": 600, "num_rows": 600, "k": 10, "personalised": False}
+    msg = context_blind_message(diag)
+    assert "context-blind" in msg and "11 distinct items" in msg
+    assert "--pretrain-steps" in msg and "--policy-temperature" in msg
+    # the command prints the diagnostic and the refusal, no table, exit status 1
+    monkeypatch.setattr(quickstart, "run_quickstart", lambda args: {"diagnostic": diag, "refused": msg})
+    assert quickstart.run(argparse.Namespace()) == 1
+    printed = capsys.readouterr().out
+    assert "CONTEXT-BLIND" in printed and "refused:" in printed and "NTP control" not in printed
 
 
 def test_quickstart_rejects_bad_sizes(tmp_path):

@@ -18,18 +18,27 @@ from kwaiformers.rewards import (
 NAN = math.nan
 
 
-def ref_percentile(d, p, hist, cfg):
-    """Loop re-derivation of q_i with the documented fallbacks."""
+def _valid_history(hist, cfg):
     valid = [(hd, hp) for hd, hp in hist if not (math.isnan(hd) or math.isnan(hp))]
     if cfg.history_window is not None:
         valid = valid[-cfg.history_window :]
+    return valid
+
+
+def ref_percentile(d, p, hist, cfg, population=()):
+    """Loop re-derivation of q_i with the documented fallbacks (``population``: the pooled
+    (duration, play) pairs of the ``"population"`` fallback)."""
+    valid = _valid_history(hist, cfg)
 
     def bucket(x):
         return math.floor(math.log(x + cfg.epsilon) / math.log(cfg.beta))
 
     same = [hp for hd, hp in valid if bucket(hd) == bucket(d)]
-    if same:
+    if len(same) >= cfg.min_bucket_size:
         return sum(hp <= p for hp in same) / len(same)
+    if cfg.empty_bucket_fallback == "population":
+        pop = [pp for pd, pp in population if bucket(pd) == bucket(d)]
+        return sum(pp <= p for pp in pop) / len(pop) if len(pop) >= cfg.min_bucket_size else NAN
     if not valid or cfg.empty_bucket_fallback == "nan":
         return NAN
     if cfg.empty_bucket_fallback == "zero":
@@ -64,6 +73,7 @@ def test_hand_example():
         play_times=torch.tensor([6.0]),
         history_durations=torch.tensor([[9.0, 12.0, 30.0, 5.0]]),
         history_play_times=torch.tensor([[3.0, 8.0, 20.0, 5.0]]),
+        config=DARSConfig(min_bucket_size=1),  # the paper's rule: any non-empty user bucket
         return_details=True,
     )
     assert out.percentiles.item() == pytest.approx(0.5)  # {3, 8}: one of two <= 6
@@ -75,6 +85,9 @@ def test_hand_example():
         DARSConfig(),
         DARSConfig(beta=3.0, quantile=0.5, empty_bucket_fallback="zero"),
         DARSConfig(history_window=3, empty_bucket_fallback="nan", inclusive_threshold=True),
+        DARSConfig(empty_bucket_fallback="user", min_bucket_size=1),
+        DARSConfig(history_window=4, min_bucket_size=2),
+        DARSConfig(beta=1.5, min_bucket_size=1),
     ],
 )
 def test_matches_loop_reference(cfg):
@@ -93,16 +106,16 @@ def test_matches_loop_reference(cfg):
         durations=dur, play_times=play, history_durations=hd, history_play_times=hp,
         negatives=neg, config=cfg, return_details=True,
     )
-    ref_q = [
-        ref_percentile(dur[i].item(), play[i].item(), list(zip(hd[i].tolist(), hp[i].tolist())), cfg)
-        for i in range(bsz)
-    ]
+    hists = [list(zip(hd[i].tolist(), hp[i].tolist())) for i in range(bsz)]
+    pooled = [e for hist in hists for e in _valid_history(hist, cfg)]
+    ref_q = [ref_percentile(dur[i].item(), play[i].item(), hists[i], cfg, pooled) for i in range(bsz)]
     torch.testing.assert_close(out.percentiles.double(), torch.tensor(ref_q, dtype=torch.float64),
                                equal_nan=True)
     ref_a, tau = ref_advantages(out.percentiles.tolist(), neg.tolist(), cfg)
     assert out.advantages.tolist() == ref_a
     assert out.threshold == pytest.approx(tau, nan_ok=True)
-    assert math.isnan(out.percentiles[0]) and out.advantages[0] <= 0  # no history: never positive
+    if cfg.empty_bucket_fallback != "population":  # (the population fallback rates anyone)
+        assert math.isnan(out.percentiles[0]) and out.advantages[0] <= 0  # no history: never positive
 
 
 def test_branches_negative_wins_and_all_empty_batch():
@@ -246,3 +259,76 @@ def test_pscore_loss_formula_training_and_roundtrip(tmp_path):
         model(**batch, labels=labels[:, :2])
     with pytest.raises(ValueError, match="objective_weights"):
         PScoreConfig(objectives=["a", "b"], objective_weights=[1.0])
+
+
+def test_dars_population_fallback_stops_the_duration_leak_by_hand():
+    # users who only watched short videos; the target is a long video watched 30 s of 200 s
+    # (completion 0.15). Against the user's whole history ("user") 30 s out-plays everything;
+    # against the population's long videos (other users watched them 150-190 s) it is low.
+    short_hist_d = torch.tensor([[10.0, 12.0, 9.0, 11.0]] * 3)
+    short_hist_p = torch.tensor([[8.0, 10.0, 7.0, 9.0]] * 3)
+    long_hist_d = torch.tensor([[200.0, 180.0, 210.0, 190.0]])
+    long_hist_p = torch.tensor([[150.0, 170.0, 190.0, 160.0]])
+    kw = dict(durations=torch.tensor([200.0, 10.0, 10.0, 150.0]),
+              play_times=torch.tensor([30.0, 9.5, 2.0, 140.0]),
+              history_durations=torch.cat([short_hist_d, long_hist_d]),
+              history_play_times=torch.cat([short_hist_p, long_hist_p]))
+    leak = play_time_percentiles(**kw, config=DARSConfig(empty_bucket_fallback="user"))
+    fixed = play_time_percentiles(**kw)  # default: population fallback, min_bucket_size=3
+    assert leak[0] == 1.0 and fixed[0] == 0.0
+    assert fixed[1].item() == pytest.approx(0.75) and fixed[3].item() == 0.0  # own buckets
+    # an explicit population reference replaces the batch's pooled histories
+    ref = play_time_percentiles(**kw, population_durations=torch.tensor([200.0, 220.0, 190.0]),
+                                population_play_times=torch.tensor([10.0, 20.0, 40.0]))
+    assert ref[0].item() == pytest.approx(2 / 3)
+    # own buckets (4 plays) below min_bucket_size=5: the short bucket's population holds 12
+    # plays, the long bucket's only 4 -> NaN (never positive)
+    q = play_time_percentiles(**kw, config=DARSConfig(min_bucket_size=5))
+    assert torch.isnan(q).tolist() == [True, False, False, True] and q[1].item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="min_bucket_size"):
+        DARSConfig(min_bucket_size=0)
+    with pytest.raises(ValueError, match="population_durations"):
+        play_time_percentiles(**kw, population_durations=torch.ones(3))
+
+
+def test_dars_duration_leak_guard_on_the_simulator():
+    """The leak statistic (docs/onerec_alignment.md): with the population fallback the positive
+    rate is flat across durations, and exposures with low true completion are rarely positive
+    however long the video; the old "user" fallback fails the same checks."""
+    from kwaiformers.rewards import advantage_rate_by_duration
+    from kwaiformers.trainers.onerec_rl_recipe import prepare_data
+
+    data = prepare_data(num_users=150, num_items=120, days=4, seed=0, codebook_sizes=(8, 4, 4),
+                        disambiguate=True)
+    # (the same data checks item coverage: with the extra level every item has its own tuple)
+    assert data.info["item_coverage"] == 1.0 and data.index.num_levels == 4
+    items = data.index.item_ids
+    assert torch.equal(data.index.lookup(data.index.item_codes(items)), items)
+    ds = data.splits["train"]
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[: 128 * 10].tolist()
+    batch = data.collator([ds[i] for i in perm])
+    truth = data.simulator.score(batch["user_id"].numpy(), batch["target_item_id"].numpy())
+    comp = torch.as_tensor(truth["completion_rate"])
+
+    def stats(cfg):
+        adv = torch.cat([
+            duration_aware_advantages(
+                durations=batch["target_duration"][s:s + 128].float(),
+                play_times=batch["target_play_time"][s:s + 128].float(),
+                history_durations=batch["history_durations"][s:s + 128].float(),
+                history_play_times=batch["history_play_times"][s:s + 128].float(),
+                negatives=batch["target_is_negative"][s:s + 128].bool(), config=cfg)
+            for s in range(0, len(perm), 128)])
+        return advantage_rate_by_duration(adv, batch["target_duration"], comp, edges=(32.0, 64.0))
+
+    fixed = stats(DARSConfig(inclusive_threshold=True))
+    leak = stats(DARSConfig(inclusive_threshold=True, empty_bucket_fallback="user"))
+    rate = [v["p_positive"] for v in fixed.values()]
+    rate_leak = [v["p_positive"] for v in leak.values()]
+    assert all(v["n_low"] >= 40 for v in fixed.values())
+    assert max(rate) - min(rate) < 0.1, fixed
+    assert max(rate_leak) - min(rate_leak) > 0.15, leak  # the guard can fail
+    assert fixed[">= 64 s"]["p_positive_low"] < leak[">= 64 s"]["p_positive_low"] - 0.08
+    assert fixed[">= 64 s"]["p_positive_low"] < 0.2
+    with pytest.raises(ValueError, match="edges"):
+        advantage_rate_by_duration(torch.zeros(3), torch.ones(3), torch.ones(3), edges=(5.0, 2.0))

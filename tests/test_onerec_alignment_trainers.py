@@ -231,3 +231,79 @@ def test_trl_private_api_pinned():
     assert list(inspect.signature(GRPOTrainer._compute_loss).parameters) == ["self", "model", "inputs"]
     assert list(inspect.signature(RepeatSampler.__init__).parameters)[1:] == [
         "data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"]
+
+
+def test_gbpo_pi_old_is_sg_pi_unless_the_model_served_the_exposure(tmp_path):
+    """V2 §3.1.2: the logged probability is pi_old only for exposures the model served;
+    for everything else (a legacy policy's exposures) pi_old = sg(pi), i.e. ratio 1."""
+    from kwaiformers.trainers.gbpo_config import GBPOConfig
+    from kwaiformers.trainers.gbpo_trainer import GBPOTrainer
+    from kwaiformers.trainers.onerec_rl_common import stack_collator
+
+    rows = _rows(n=8, nan_logged=False)  # every row logs 0.01
+    batch = stack_collator(rows)
+    nan = GBPOTrainer.old_log_probs(batch)  # default "served", no served flag -> all sg(pi)
+    assert torch.isnan(nan).all()
+    served = torch.tensor([True, False] * 4)
+    flagged = GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served})
+    assert torch.isnan(flagged[~served]).all()
+    torch.testing.assert_close(flagged[served], torch.full((4,), math.log(0.01)))
+    torch.testing.assert_close(GBPOTrainer.old_log_probs(batch, "logged"), torch.full((8,), math.log(0.01)))
+    assert torch.isnan(GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served}, "current")).all()
+    with pytest.raises(ValueError, match="target_served_by_model"):
+        GBPOTrainer.old_log_probs({**batch, "target_served_by_model": served[:3]})
+    with pytest.raises(ValueError, match="old_policy_prob"):
+        GBPOConfig(**_common(tmp_path), per_device_train_batch_size=8, old_policy_prob="legacy")
+    # in training: the GBPO weight of a positive is pi / max(pi_old, sg pi) = 1 under sg(pi); with the
+    # (legacy) 0.01 taken as pi_old it is pi / 0.01 < 1 -> a smaller RL loss magnitude
+    from datasets import Dataset
+
+    ds = Dataset.from_list(rows)
+    rl = {}
+    for source in ("served", "logged"):
+        model, index = _model()
+        args = GBPOConfig(**_common(tmp_path / source, max_steps=1), per_device_train_batch_size=8,
+                          dars_inclusive_threshold=True, dars_min_bucket_size=1, sft_weight=0.0,
+                          old_policy_prob=source)
+        tr = GBPOTrainer(model, args=args, train_dataset=ds, item_index=index)
+        tr.train()
+        rl[source] = [h["rl_loss"] for h in tr.state.log_history if "rl_loss" in h][0]
+        frac = [h["gbpo/logged_prob_frac"] for h in tr.state.log_history if "gbpo/logged_prob_frac" in h][0]
+        assert frac == (0.0 if source == "served" else 1.0)
+    assert abs(rl["logged"]) < abs(rl["served"])
+
+
+def test_rl_trainers_run_the_aux_free_moe_bias_update(tmp_path):
+    from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+    from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config
+    from kwaiformers.models.onerec_v2.modeling_onerec_v2 import OneRecV2ForGenerativeRecommendation
+    from kwaiformers.trainers.ecpo_config import ECPOConfig
+    from kwaiformers.trainers.ecpo_trainer import ECPOTrainer
+    from kwaiformers.trainers.gbpo_config import GBPOConfig
+    from kwaiformers.trainers.gbpo_trainer import GBPOTrainer
+
+    torch.manual_seed(0)
+    cfg = OneRecV2Config(user_feature_vocab_sizes=list(USER_VOCAB), num_sid_levels=3,
+                         codebook_size=list(LEVELS), short_seq_len=4, long_seq_len=4, embed_dim=8,
+                         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_kv_groups=1,
+                         intermediate_size=16, use_moe=True, first_k_dense=1, num_routed_experts=4,
+                         num_shared_experts=0, num_experts_per_tok=1, moe_intermediate_size=8,
+                         aux_free_bias_update_speed=0.01)
+    model = OneRecV2ForGenerativeRecommendation(cfg)
+    _, index = _model()
+    layers = moe_layers(model)
+    assert layers and all(float(m.e_score_correction_bias.abs().sum()) == 0 for _, m in layers)
+    args = GBPOConfig(**_common(tmp_path / "g"), per_device_train_batch_size=8, dars_min_bucket_size=1)
+    tr = GBPOTrainer(model, args=args, train_dataset=_dataset(), item_index=index)
+    assert sum(isinstance(c, AuxFreeBiasUpdateCallback) for c in tr.callback_handler.callbacks) == 1
+    tr.train()
+    # two steps of +-0.01 per expert (0 for an expert exactly at the mean load)
+    bias = torch.cat([m.e_score_correction_bias for _, m in layers]).abs()
+    assert (bias > 0).any() and (bias <= 0.02 + 1e-6).all()
+    # ECPO too; a dense policy gets no callback
+    ecpo_args = ECPOConfig(**_common(tmp_path / "e"), per_device_train_batch_size=8, num_generations=4)
+    ec = ECPOTrainer(model, reward_model=_pscore(), args=ecpo_args, train_dataset=_dataset(), item_index=index)
+    assert any(isinstance(c, AuxFreeBiasUpdateCallback) for c in ec.callback_handler.callbacks)
+    dense, _ = _model()
+    gd = GBPOTrainer(dense, args=args, train_dataset=_dataset(), item_index=index)
+    assert not any(isinstance(c, AuxFreeBiasUpdateCallback) for c in gd.callback_handler.callbacks)

@@ -70,8 +70,14 @@ def test_v1_moe_recipe_updates_bias_and_logs_load(tmp_path):
                              "sid_embed_dim": 4, "feature_embed_dim": 4, "user_feature_embed_dim": 4,
                              "num_experts": 4, "num_experts_per_tok": 1, "expert_intermediate_size": 8,
                              "aux_free_bias_update_speed": 0.01}, max_steps=3)
-    raw["eval"]["recommend"] = True
-    run_recipe(load_recipe(raw))
+    raw["eval"].update(recommend=True, exclude_seen=True, baselines=["popularity", "item_knn"],
+                       max_batches=None)
+    raw["data"].update(split="leave_one_out", tie_order="file", max_eval_samples=None)
+    metrics = run_recipe(load_recipe(raw))
+    # leave-one-out: one test target per user with history, all evaluated
+    assert metrics["test_num_users"] == 40
+    for key in ("test_ndcg@5", "test_popularity_ndcg@5", "test_item_knn_ndcg@5"):
+        assert 0 <= metrics[key] <= 1, key
     state = json.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text())
     assert any("moe/max_load_ratio" in e for e in state["log_history"])
     from safetensors.torch import load_file
@@ -96,3 +102,23 @@ def test_recipe_validation_and_cli_help(capsys):
     for name in ("onerec_v1_tiny.yaml", "onerec_v2_tiny.yaml"):
         path = os.path.join(os.path.dirname(__file__), "..", "trainers", "configs", name)
         assert load_recipe(path).model["type"] in ("onerec", "onerec_v2")
+
+
+def test_recipe_overrides_and_ml100k_config():
+    from kwaiformers.trainers.onerec_pretrain import apply_overrides
+
+    path = os.path.join(os.path.dirname(__file__), "..", "trainers", "configs", "onerec_v2_ml100k.yaml")
+    import yaml
+
+    raw = yaml.safe_load(open(path))
+    with pytest.raises(ValueError, match="data_dir"):
+        load_recipe(raw)
+    recipe = load_recipe(apply_overrides(raw, ["data.data_dir=ml-100k", "training.seed=3",
+                                               "eval.ks=[5, 10]"]))
+    assert recipe.data["split"] == "leave_one_out" and recipe.data["tie_order"] == "file"
+    assert recipe.training["seed"] == 3 and recipe.eval["ks"] == [5, 10]
+    assert recipe.eval["exclude_seen"] is True
+    with pytest.raises(ValueError, match="SECTION.KEY=VALUE"):
+        apply_overrides(raw, ["seed=3"])
+    with pytest.raises(ValueError, match="unknown eval key"):
+        load_recipe(apply_overrides(raw, ["data.data_dir=x", "eval.exclude=1"]))

@@ -92,6 +92,7 @@ def test_encode_decode_and_quality_report():
     assert all(0 <= e <= m + 1e-9 for e, m in zip(rep["entropy"], rep["max_entropy"]))
     uniq = {tuple(r) for r in codes.tolist()}
     assert rep["collision_rate"] == pytest.approx(1 - len(uniq) / 320)
+    assert rep["item_coverage"] == pytest.approx(len(uniq) / 320)
     with pytest.raises(ValueError, match="dimension"):
         tok.encode(torch.randn(3, 5))
     with pytest.raises(ValueError, match=r"codes\[:, 1\]"):
@@ -155,6 +156,9 @@ def test_index_collision_lists_by_popularity():
     stats = idx.collision_stats()
     assert stats["collision_rate"] == pytest.approx(1 - 4 / 6)
     assert stats["max_items_per_tuple"] == 3
+    # only the most popular item of each tuple can be recommended: 4 of the 6
+    reachable = idx.lookup(idx.item_codes(ids)) == ids
+    assert stats["item_coverage"] == pytest.approx(4 / 6) == float(reachable.float().mean())
 
 
 def test_index_tiger_disambiguation_is_one_to_one():
@@ -168,6 +172,7 @@ def test_index_tiger_disambiguation_is_one_to_one():
     assert full[[1, 0, 2], 3].tolist() == [0, 1, 2]  # rank by popularity within the group
     assert idx.lookup(full).tolist() == ids.tolist()
     assert all(len(g) == 1 for g in idx.items_for(full))
+    assert idx.collision_stats()["item_coverage"] == 1.0  # every item reachable
     with pytest.raises(ValueError, match="disambiguation_size"):
         SemanticIdIndex.from_codes(codes, [2, 3, 3], disambiguate=True, disambiguation_size=2)
 

@@ -25,7 +25,8 @@ AIME 2024 / 2025 accuracy for reasoning models. Each problem gets k sampled resp
 is scored with math-verify on the text after the last `</think>` (gold first); a response without
 `</think>` (truncated reasoning) counts as wrong. Reports avg@k (mean per-sample accuracy, the papers'
 "pass@1 averaged over k samples"), the unbiased pass@k estimator, the spread of the k runs and the
-extraction-failure rate. All values are percentages.
+extraction-failure rate. All values are fractions in [0, 1] (`evaluate`'s convention; x100 for the
+leaderboard percentages).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -41,14 +42,14 @@ Returns:
     avg@<n>: mean accuracy over all responses (n = responses per problem).
     pass@<k>: unbiased pass@k for each requested k.
     std@<n>: standard deviation of the accuracy of the n sample runs.
-    extraction_failure_rate: % of responses with no comparable answer.
-    truncated_rate: % of responses marked as truncated.
+    extraction_failure_rate: fraction of responses with no comparable answer.
+    truncated_rate: fraction of responses marked as truncated.
 Examples:
     >>> aime = evaluate.load("eval/aime")
     >>> r = aime.compute(predictions=[["<think>...</think> \\\\boxed{204}", "<think>...</think> 7"]],
     ...                  references=["204"], k=[1, 2])
     >>> r["avg@2"], r["pass@2"]
-    (50.0, 100.0)
+    (0.5, 1.0)
 """
 
 

@@ -18,8 +18,11 @@ _DESCRIPTION = """\
 KC-MMBench (Kwai-Keye/KC-MMbench) scores short-video understanding on six tasks: CPV,
 Hot_Videos_Aggregation, Collection_Order (VQA, graded by an LLM judge in the official protocol, or by
 a deterministic rule mode that is NOT the paper's metric) and Pornographic_Comment, High_like, SPU
-(yes/no, scored exactly like the official VLMEvalKit code: think tags removed, 是/否 then yes/no
-token extraction, `Unknown` counted wrong and its rate reported). Accuracies are x100.
+(yes/no, scored exactly like the official VLMEvalKit fork: think tags removed, case-sensitive 是/否
+then yes/no token extraction, `Unknown` answers re-judged with the official prompt when a judge is
+given, else counted wrong; exact-match and judged accuracies and the `Unknown` rate are reported).
+Accuracies and rates are fractions in [0, 1] (`evaluate`'s convention; x100 for the official
+tables' percentages).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -29,23 +32,28 @@ Args:
     tasks (`list` of `str`): task name per sample (one of {tasks}, or a VLMEvalKit alias such as
         `Video_Topic`, `PornComment`).
     categories (`list` of `str`, optional): per-sample `category` for the breakdowns.
+    questions (`list` of `str`, optional): the TSV `question` of each sample; needed when a judge
+        re-judges `Unknown` yes/no answers.
     judge (optional): an object with `generate(prompt, temperature=0.0) -> str` and a `name`
-        (see `kwaiformers.evaluation.judges`), used for the VQA tasks with the official prompts.
+        (see `kwaiformers.evaluation.judges`), used for the VQA tasks and the `Unknown` yes/no
+        answers with the official prompts.
+    yn_judge (`bool`, default True): re-judge `Unknown` yes/no answers when a judge is given.
     vqa_mode (`str`, optional): "judge", "rule" or None (judge when given, else rule).
     post_process (`bool`, default False): apply KeyeChat's answer post-processing first
         (analysis/think/answer/boxed); the official runner does this at generation time.
     judge_retries (`int`, default 5): tries per sample (temperature 0.5 * try).
     return_details (`bool`, default False): add per-sample details.
 Returns:
-    overall_accuracy: unweighted mean of the task accuracies.
-    overall_micro_accuracy: accuracy over all samples.
+    overall_accuracy: unweighted mean of the task accuracies (a fraction in [0, 1]).
+    overall_micro_accuracy: accuracy over all samples (a fraction in [0, 1]).
     tasks: per task `accuracy`, `num_samples`, `num_correct`, `mode`, `categories`, and
-        `unknown_rate` (yes/no) or `judge_failures`/`rule_agreement` (VQA, judge mode).
+        `exact_match_accuracy`/`unknown_rate` (+ `judged_accuracy`, `num_unknown_after_judge`
+        with a judge) for yes/no, or `judge_failures`/`rule_agreement` (VQA, judge mode).
     modes: which mode produced each task's number.
 Examples:
     >>> kc = evaluate.load("eval/kc_mmbench")
     >>> kc.compute(predictions=["是", "是。"], references=["是", "否"], tasks=["SPU", "SPU"])["overall_accuracy"]
-    50.0
+    0.5
 """.format(tasks=", ".join(TASKS))
 
 
@@ -81,6 +89,8 @@ class KcMmbench(evaluate.Metric):
         post_process=False,
         judge_retries=5,
         return_details=False,
+        questions=None,
+        yn_judge=True,
     ):
         return score_kc_mmbench(
             predictions,
@@ -92,4 +102,6 @@ class KcMmbench(evaluate.Metric):
             post_process=post_process,
             judge_retries=judge_retries,
             return_details=return_details,
+            questions=questions,
+            yn_judge=yn_judge,
         )

@@ -23,8 +23,9 @@ block after the last `</think>` is extracted and graded with the official semant
 with a Decimal token fallback; 6 s per test; the first failure stops; a sample is correct iff all
 tests pass). Returns pass@1 (= avg@k) and unbiased pass@k, overall, per difficulty and per platform.
 
-WARNING: this metric executes model-generated code. It runs it in the kwaiformers sandbox (network,
-pid and mount namespaces, read-only file system, rlimits) and refuses to run unless you opt in with
+WARNING: this metric executes model-generated code. It runs it in the kwaiformers sandbox
+(bubblewrap: pid/net/ipc/uts/mount namespaces, a private tmpfs per job, read-only interpreter,
+unprivileged uid, rlimits, per-job memory cgroup) and refuses to run unless you opt in with
 KWAIFORMERS_ALLOW_CODE_EXECUTION=1 or `allow_code_execution=True`.
 """
 
@@ -42,15 +43,16 @@ Args:
     allow_code_execution (`bool`, optional): opt in to running code (else the environment variable).
     return_details (`bool`, default False): add per-problem verdicts.
 Returns:
-    pass@<k>: unbiased pass@k in % (pass@1 = avg@k), plus `pass@<k>/<difficulty>` and
-    `pass@<k>/<platform>`, `num_problems/<group>`, `no_code_rate`, `truncated_rate`.
+    pass@<k>: unbiased pass@k as a fraction in [0, 1] (pass@1 = avg@k; like `code_eval`), plus
+    `pass@<k>/<difficulty>` and `pass@<k>/<platform>`, `num_problems/<group>` (counts),
+    `no_code_rate`, `truncated_rate` (fractions).
 Examples:
     >>> import os; os.environ["KWAIFORMERS_ALLOW_CODE_EXECUTION"] = "1"
     >>> lcb = evaluate.load("eval/livecodebench")
     >>> ref = '{"inputs": ["1 2\\\\n"], "outputs": ["3\\\\n"], "fn_name": null}'
     >>> good = "<think>add</think>```python\\\\nprint(sum(map(int, input().split())))\\\\n```"
     >>> lcb.compute(predictions=[[good]], references=[ref])["pass@1"]
-    100.0
+    1.0
 """
 
 

@@ -13,6 +13,10 @@ _LAZY: dict[str, str] = {
     "OneRecSampleBuilder": "kwaiformers.data.samples",
     "OneRecFeatureSpec": "kwaiformers.data.samples",
     "chronological_cut_times": "kwaiformers.data.samples",
+    "leave_one_out_segments": "kwaiformers.data.samples",
+    "OneRecData": "kwaiformers.data.pipeline",
+    "build_onerec_data": "kwaiformers.data.pipeline",
+    "build_onerec_model": "kwaiformers.data.pipeline",
     "UserSimulator": "kwaiformers.data.simulator",
     "SimulatorConfig": "kwaiformers.data.simulator",
     "SimulatedLogs": "kwaiformers.data.simulator",
@@ -23,6 +27,7 @@ _LAZY: dict[str, str] = {
     "INTERACTION_COLUMNS": "kwaiformers.data.loaders",
     "text_embeddings": "kwaiformers.data.embeddings",
     "collaborative_embeddings": "kwaiformers.data.embeddings",
+    "completion_svd_embeddings": "kwaiformers.data.embeddings",
 }
 
 __all__ = sorted(_LAZY)

@@ -68,6 +68,8 @@ class OneRecCollator:
         feats = torch.zeros(bsz, length, _F_C)
         labels = torch.zeros(bsz, length, _F_B)
         mask = torch.zeros(bsz, length, dtype=torch.bool)
+        with_ids = f"{prefix}_item_ids" in samples[0]
+        item_ids = torch.full((bsz, length), -1, dtype=torch.long)
         for b, s in enumerate(samples):
             h_sids = s[f"{prefix}_sids"]
             n = min(len(h_sids), length)
@@ -86,6 +88,11 @@ class OneRecCollator:
             if lab is not None and len(lab):
                 labels[b, length - n:] = torch.as_tensor(lab[len(lab) - n:], dtype=torch.float32).reshape(n, _F_B)
             mask[b, length - n:] = True
+            if with_ids:
+                ids = s[f"{prefix}_item_ids"]
+                item_ids[b, length - n:] = torch.as_tensor(ids[len(ids) - n:], dtype=torch.long)
+        if with_ids:
+            out[f"{prefix}_item_ids"] = item_ids
         out[f"{prefix}_sids"], out[f"{prefix}_feats"] = sids, feats
         out[f"{prefix}_labels"], out[f"{prefix}_mask"] = labels, mask
 
@@ -126,6 +133,8 @@ class OneRecCollator:
         out["target_duration"] = col("target_duration", torch.float32)
         out["target_is_negative"] = col("target_is_negative", torch.bool, False)
         out["target_logged_prob"] = col("target_logged_prob", torch.float32)
+        if "target_served_by_model" in samples[0]:
+            out["target_served_by_model"] = col("target_served_by_model", torch.bool, False)
         if "target_labels" in samples[0]:
             out["target_labels"] = torch.as_tensor([list(s["target_labels"]) for s in samples],
                                                    dtype=torch.float32).reshape(bsz, _F_B)

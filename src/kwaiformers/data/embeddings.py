@@ -9,6 +9,13 @@
   of the interaction log (items co-occur when one user interacted with both), scaled by
   ``sqrt(singular values)``. Dense ``[I, I]`` co-occurrence: fine up to a few tens of thousands of
   items.
+* :func:`completion_svd_embeddings`: truncated SVD of ``log1p`` of the user-item matrix of summed
+  completion ratios (``play_time / duration``), the first (popularity) component dropped; for
+  logs with watch time (KuaiRand, the simulator).
+
+Both take ``item_ids`` (the items to embed, in output order); items without interactions in the
+given log get zero vectors, so the embeddings can be fitted on training interactions only while
+every item still gets semantic IDs.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_TEXT_ENCODER", "collaborative_embeddings", "default_text_encoder_path",
-           "text_embeddings"]
+__all__ = ["DEFAULT_TEXT_ENCODER", "collaborative_embeddings", "completion_svd_embeddings",
+           "default_text_encoder_path", "text_embeddings"]
 
 DEFAULT_TEXT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -157,3 +164,45 @@ def collaborative_embeddings(
     if normalize:
         emb = torch.nn.functional.normalize(emb, dim=1)  # zero rows stay zero
     return torch.from_numpy(ids.copy()), emb.contiguous()
+
+
+def completion_svd_embeddings(
+    interactions: Any,
+    dim: int = 32,
+    item_ids: Sequence[int] | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item embeddings from the interaction matrix: truncated SVD of ``log1p`` of the per
+    (user, item) sum of completion ratios (``play_time / duration`` clipped to ``[0, 1]``), the
+    first (popularity) component dropped, rows L2-normalised. ``item_ids``: the items to embed in
+    output order (default: sorted ids in the log; absent items get zero rows).
+    Returns ``(item_ids LongTensor[N], embeddings FloatTensor[N, dim])``."""
+    df = interactions.to_pandas() if hasattr(interactions, "to_pandas") else interactions
+    if len(df) == 0:
+        raise ValueError("no interactions to embed items from")
+    missing = [c for c in ("user_id", "item_id", "play_time", "duration") if c not in df.columns]
+    if missing:
+        raise ValueError(f"interactions are missing column(s) {missing} (completion_svd needs "
+                         "play_time and duration)")
+    log_items, item_pos = np.unique(df["item_id"].to_numpy(), return_inverse=True)
+    user_ids, user_pos = np.unique(df["user_id"].to_numpy(), return_inverse=True)
+    ratio = (df["play_time"].to_numpy(float) / np.clip(df["duration"].to_numpy(float), 1e-3, None))
+    ratio = np.nan_to_num(np.clip(ratio, 0.0, 1.0))
+    mat = torch.zeros(len(user_ids), len(log_items))
+    mat.index_put_((torch.as_tensor(user_pos), torch.as_tensor(item_pos)),
+                   torch.as_tensor(ratio, dtype=torch.float32), accumulate=True)
+    mat = torch.log1p(mat)
+    q = min(dim + 1, min(mat.shape))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        _, s, v = torch.svd_lowrank(mat, q=q, niter=4)
+    emb = v[:, 1:] * s[1:].sqrt() if q > 1 else v * s.sqrt()
+    emb = torch.nn.functional.normalize(emb, dim=-1)
+    if item_ids is None:
+        return torch.as_tensor(log_items), emb
+    ids = np.asarray(item_ids, dtype=np.int64)
+    out = torch.zeros(ids.size, emb.shape[1])
+    pos = np.searchsorted(log_items, ids).clip(max=len(log_items) - 1)
+    found = log_items[pos] == ids
+    out[torch.from_numpy(np.flatnonzero(found))] = emb[torch.from_numpy(pos[found])]
+    return torch.from_numpy(ids.copy()), out

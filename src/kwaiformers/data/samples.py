@@ -41,6 +41,7 @@ __all__ = [
     "OneRecFeatureSpec",
     "OneRecSampleBuilder",
     "chronological_cut_times",
+    "leave_one_out_segments",
 ]
 
 DEFAULT_POSITIVE_LABELS: tuple[str, ...] = ("is_like", "is_follow", "is_comment", "is_forward",
@@ -89,6 +90,28 @@ def chronological_cut_times(timestamps: Any, valid_fraction: float = 0.1,
     return t_valid, t_test
 
 
+def leave_one_out_segments(user_ids: Any, holdout: int = 1) -> np.ndarray:
+    """Per-row split of a log sorted by ``(user_id, time)``: the last ``holdout`` rows of each user
+    are ``2`` (test), the ``holdout`` before them ``1`` (validation), the rest ``0`` (train)."""
+    if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1:
+        raise ValueError(f"holdout must be a positive int, got {holdout!r}")
+    user = np.asarray(user_ids, dtype=np.int64)
+    n = user.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n > 1 and (user[1:] < user[:-1]).any():
+        raise ValueError("user_ids must be sorted (the log sorted by (user_id, time))")
+    last = np.ones(n, dtype=bool)
+    last[:-1] = user[1:] != user[:-1]
+    user_end = np.minimum.accumulate(np.where(last, np.arange(n), n)[::-1])[::-1]
+    from_end = user_end - np.arange(n)  # 0 for the user's last row
+    return np.where(from_end < holdout, 2, np.where(from_end < 2 * holdout, 1, 0)).astype(np.int64)
+
+
+TIE_ORDERS = ("simultaneous", "file")
+SPLITS = ("time_cut", "leave_one_out")
+
+
 def _f(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
@@ -122,6 +145,8 @@ class OneRecSampleBuilder:
         positive_labels: flags that make an interaction "positive" for the long pathway.
         reward_history_len: how many past ``(duration, play_time)`` pairs to return for
             duration-aware reward shaping (V2 section 3.1.1).
+        tie_order: ``"simultaneous"`` (same-timestamp interactions share one context and are not in
+            each other's) or ``"file"`` (ties ordered by log position, RecBole's convention).
     """
 
     def __init__(
@@ -139,6 +164,7 @@ class OneRecSampleBuilder:
         reward_history_len: int = 64,
         unknown_item: str = "error",
         unknown_user: str = "zero",
+        tie_order: str = "simultaneous",
     ) -> None:
         for name, val in (("short_len", short_len), ("long_len", long_len),
                           ("reward_history_len", reward_history_len), ("min_history", min_history)):
@@ -150,6 +176,9 @@ class OneRecSampleBuilder:
             raise ValueError(f"unknown_item must be 'error' or 'skip', got {unknown_item!r}")
         if unknown_user not in ("zero", "error"):
             raise ValueError(f"unknown_user must be 'zero' or 'error', got {unknown_user!r}")
+        if tie_order not in TIE_ORDERS:
+            raise ValueError(f"tie_order must be one of {TIE_ORDERS}, got {tie_order!r}")
+        self.tie_order = tie_order
         bad = [p for p in positive_labels if p not in FEEDBACK_LABELS]
         if bad:
             raise ValueError(f"positive_labels {bad} are not in FEEDBACK_LABELS {FEEDBACK_LABELS}")
@@ -293,6 +322,7 @@ class OneRecSampleBuilder:
             "target_is_negative": bool(lab[FEEDBACK_LABELS.index("is_hate")]),
             "target_logged_prob": _f(row.get("logged_prob")),
             "target_labels": list(lab),
+            "history_length": st.n_seen,
             "history_durations": [d for d, _ in st.reward],
             "history_play_times": [p for _, p in st.reward],
         })
@@ -334,7 +364,7 @@ class OneRecSampleBuilder:
                     "sort the log by (user_id, timestamp) or use the loaders' in-memory mode"
                 )
             st.last_ts = ts
-            if st.pending_ts is not None and ts > st.pending_ts:
+            if st.pending_ts is not None and (ts > st.pending_ts or self.tie_order == "file"):
                 self._flush(st)
             rec = self._record(row)
             if rec is None:
@@ -358,16 +388,27 @@ class OneRecSampleBuilder:
         return self._build(interactions, None, start_time, end_time)[0]
 
     def build_splits(self, interactions: Any, valid_fraction: float = 0.1,
-                     test_fraction: float = 0.1, cut_times: Sequence[int] | None = None):
-        """Chronological ``DatasetDict(train, validation, test)`` with no leakage.
+                     test_fraction: float = 0.1, cut_times: Sequence[int] | None = None,
+                     split: str = "time_cut", holdout: int = 1):
+        """``DatasetDict(train, validation, test)`` with no leakage.
 
-        Cut times are global (``chronological_cut_times``, or given): every training target is
-        earlier than every validation target, which is earlier than every test target; contexts
-        only ever hold interactions strictly earlier than their target (so validation/test
-        contexts do include the earlier training-period interactions, as in serving).
+        ``split="time_cut"``: cut times are global (``chronological_cut_times``, or given): every
+        training target is earlier than every validation target, which is earlier than every test
+        target. ``split="leave_one_out"``: per user, the last ``holdout`` interactions (in the
+        ``tie_order``) are test targets and the ``holdout`` before them validation targets
+        (in-memory tables only). Either way contexts only ever hold interactions that precede
+        their target (so validation/test contexts include the earlier interactions, as in serving).
         """
         from datasets import DatasetDict
 
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if split == "leave_one_out":
+            leave_one_out_segments([], holdout)  # validates holdout
+            df = _as_frame(interactions)
+            parts = self._build(df, None, None, None, holdout=holdout)
+            self.cut_times = None
+            return DatasetDict(dict(zip(("train", "validation", "test"), parts)))
         if cut_times is None:
             df = _as_frame(interactions)
             cut_times = chronological_cut_times(df["timestamp"].to_numpy(), valid_fraction,
@@ -380,14 +421,14 @@ class OneRecSampleBuilder:
         return DatasetDict(dict(zip(("train", "validation", "test"), parts)))
 
     def _build(self, interactions: Any, cuts: Sequence[int] | None, start_time: int | None,
-               end_time: int | None) -> list:
+               end_time: int | None, holdout: int | None = None) -> list:
         from datasets import Dataset
 
         feats = sample_features()
         nseg = len(cuts or []) + 1
         df = _as_frame(interactions, required=False)
         if df is not None:
-            tables = self._vectorized(df, list(cuts or []), start_time, end_time)
+            tables = self._vectorized(df, list(cuts or []), start_time, end_time, holdout)
             return [Dataset(t.cast(feats.arrow_schema)) for t in tables]
         parts: list[list[dict]] = [[] for _ in range(nseg)]
         for seg, sample in self.iter_samples(interactions, cuts, start_time, end_time):
@@ -397,10 +438,10 @@ class OneRecSampleBuilder:
         return [Dataset.from_list(p, features=feats) if p else
                 Dataset.from_dict({k: [] for k in feats}, features=feats) for p in parts]
 
-    def _vectorized(self, df: Any, cuts: list[int], start_time: int | None,
-                    end_time: int | None) -> list:
-        """The samples of :meth:`iter_samples`, computed with numpy over a sorted table."""
-        import pyarrow as pa
+    def known_rows(self, df: Any) -> Any:
+        """``df`` sorted by ``(user_id, timestamp)`` (stable: ties keep log order), without the
+        rows of items missing from the index when ``unknown_item="skip"`` (the rows every sample
+        is built from)."""
         import torch
 
         df = df.sort_values(["user_id", "timestamp"], kind="stable")
@@ -410,7 +451,18 @@ class OneRecSampleBuilder:
             if self.unknown_item == "error":
                 raise ValueError(f"unknown item ids {np.unique(item[~known])[:5].tolist()} (not in "
                                  "the SemanticIdIndex); pass unknown_item='skip' to drop such rows")
-            df, item = df[known], item[known]
+            df = df[known]
+        return df
+
+    def _vectorized(self, df: Any, cuts: list[int], start_time: int | None,
+                    end_time: int | None, holdout: int | None = None) -> list:
+        """The samples of :meth:`iter_samples`, computed with numpy over a sorted table
+        (``holdout``: leave-one-out segments instead of the time ``cuts``)."""
+        import pyarrow as pa
+        import torch
+
+        df = self.known_rows(df)
+        item = df["item_id"].to_numpy(np.int64)
         user = df["user_id"].to_numpy(np.int64)
         ts = df["timestamp"].to_numpy(np.int64)
         n = len(item)
@@ -430,7 +482,10 @@ class OneRecSampleBuilder:
         new_user = np.ones(n, dtype=bool)
         new_user[1:] = user[1:] != user[:-1]
         new_grp = new_user.copy()
-        new_grp[1:] |= ts[1:] != ts[:-1]
+        if self.tie_order == "file":
+            new_grp[:] = True
+        else:
+            new_grp[1:] |= ts[1:] != ts[:-1]
         user_start = np.maximum.accumulate(np.where(new_user, ar, 0)) if n else ar
         prev_end = np.maximum.accumulate(np.where(new_grp, ar, 0)) if n else ar
         short_lo = np.maximum(user_start, prev_end - self.short_len)
@@ -449,7 +504,13 @@ class OneRecSampleBuilder:
             ok &= ts >= start_time
         if end_time is not None:
             ok &= ts < end_time
-        seg_all = (ts[:, None] >= np.asarray(cuts, dtype=np.int64)[None, :]).sum(1) if cuts else np.zeros(n, np.int64)
+        if holdout is not None:
+            seg_all = leave_one_out_segments(user, holdout)
+            cuts = [0, 0]  # three segments
+        elif cuts:
+            seg_all = (ts[:, None] >= np.asarray(cuts, dtype=np.int64)[None, :]).sum(1)
+        else:
+            seg_all = np.zeros(n, np.int64)
         ld = np.where(np.isnan(dur), 0.0, np.log1p(np.maximum(np.nan_to_num(dur), 0.0)))
         lp = np.where(np.isnan(play), 0.0, np.log1p(np.maximum(np.nan_to_num(play), 0.0)))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -509,6 +570,7 @@ class OneRecSampleBuilder:
                 "target_is_negative": pa.array(labels[tgt, FEEDBACK_LABELS.index("is_hate")] > 0),
                 "target_logged_prob": pa.array(logged[tgt]),
                 "target_labels": fixed(labels[tgt].reshape(len(tgt), len(FEEDBACK_LABELS))),
+                "history_length": pa.array((prev_end - user_start)[tgt].astype(np.int64)),
                 "history_durations": lst(roff, pa.array(dur[rrows].astype(np.float32))),
                 "history_play_times": lst(roff, pa.array(play[rrows].astype(np.float32))),
             })
@@ -621,6 +683,7 @@ def sample_features():
         "target_is_negative": Value("bool"),
         "target_logged_prob": Value("float64"),
         "target_labels": List(Value("int8")),
+        "history_length": Value("int64"),
         "history_durations": List(Value("float32")),
         "history_play_times": List(Value("float32")),
     })

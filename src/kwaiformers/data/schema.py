@@ -32,7 +32,13 @@ Optional keys
 ``target_is_negative`` BoolTensor[B]   explicit negative feedback (e.g. KuaiRand ``is_hate``).
 ``target_logged_prob`` FloatTensor[B]  item-level generation probability logged at serving time;
                                        ``NaN`` when not logged.
+``target_served_by_model`` BoolTensor[B]  optional: the exposure was served by the model being
+                       aligned (GBPO then uses ``target_logged_prob`` as ``pi_old``; otherwise
+                       ``sg(pi)``, OneRec-V2 §3.1.2).
 ``user_id``            LongTensor[B]   dataset user id.
+``short_item_ids`` / ``long_item_ids``  LongTensor[B, T]  dataset item ids of the history positions
+                       (``-1`` = padding), for the optional per-item ID embedding of OneRec-V2
+                       (``item_id_buckets``).
 ``history_durations`` / ``history_play_times``  FloatTensor[B, H]  the user's own (duration,
                        play time) history for duration-aware reward shaping, NaN-padded.
 """

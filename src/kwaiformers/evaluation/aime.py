@@ -3,7 +3,9 @@
 Scoring (design note §3; Klear-Reasoner arXiv 2508.07629 evaluation protocol): every response is
 scored by :func:`kwaiformers.evaluation.math_scoring.score_response` on the text after the last
 ``</think>`` (gold first in ``math_verify.verify``); a response that hit the token budget
-(``finish_reason == "length"``) or lacks ``</think>`` counts as wrong. Reported (in %):
+(``finish_reason == "length"``) or lacks ``</think>`` counts as wrong. Reported as fractions in
+[0, 1] by :func:`score_aime` and the ``eval/aime`` module (``evaluate``'s convention); the runner's
+results JSON, table and model-index show them in percent, labelled (``metrics_unit``):
 
 - ``avg@n`` = (1/P) sum_p c_p / n -- the papers' "pass@1 averaged over n samples";
 - ``pass@k`` -- unbiased estimator 1 - C(n-c, k)/C(n, k) (Codex, arXiv 2107.03374 eq. 1);
@@ -31,6 +33,7 @@ from kwaiformers.evaluation.runner import (
     TaskAdapter,
     TaskResult,
     pass_at_k,
+    to_percent,
 )
 
 DEFAULT_PROMPT = "{problem}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
@@ -108,8 +111,8 @@ def score_aime(
     require_think_end: bool = True,
     timeout_seconds: int | None = 5,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Metrics (in %) and per-problem records for ``predictions[p]`` (n responses) vs gold
-    ``references[p]``. All problems must have the same number of responses."""
+    """Metrics (fractions in [0, 1]) and per-problem records for ``predictions[p]`` (n
+    responses) vs gold ``references[p]``. All problems must have the same number of responses."""
     from kwaiformers.evaluation.math_scoring import parse_gold, score_response
     from kwaiformers.evaluation.runner import check_responses_per_problem
 
@@ -140,14 +143,14 @@ def score_aime(
         per_problem.append({"gold": str(gold), "correct": flags, "extracted": extracted,
                             "failures": why, "accuracy": sum(flags) / n})
     total = n * len(predictions)
-    metrics = {f"avg@{n}": 100.0 * statistics.fmean(r["accuracy"] for r in per_problem)}
+    metrics = {f"avg@{n}": statistics.fmean(r["accuracy"] for r in per_problem)}
     for k in sorted(set(k_values)):
-        metrics[f"pass@{k}"] = 100.0 * statistics.fmean(
+        metrics[f"pass@{k}"] = statistics.fmean(
             pass_at_k(n, sum(r["correct"]), k) for r in per_problem)
-    runs = [100.0 * statistics.fmean(r["correct"][j] for r in per_problem) for j in range(n)]
+    runs = [statistics.fmean(r["correct"][j] for r in per_problem) for j in range(n)]
     metrics[f"std@{n}"] = statistics.pstdev(runs) if n > 1 else 0.0
-    metrics["extraction_failure_rate"] = 100.0 * failures / total
-    metrics["truncated_rate"] = 100.0 * truncated / total
+    metrics["extraction_failure_rate"] = failures / total
+    metrics["truncated_rate"] = truncated / total
     return metrics, per_problem
 
 
@@ -189,11 +192,13 @@ class AIMETask(TaskAdapter):
         n = len(preds[0])
         for s, rec in zip(samples, per_problem):
             rec["id"] = s.id
+        metrics = to_percent(metrics)  # results.json / table / model-index: percent, labelled
         card = [(f"avg@{n}", metrics[f"avg@{n}"])] + [
             (f"pass@{k}", metrics[f"pass@{k}"]) for k in k_values if k > 1]
         return TaskResult(metrics, card, per_problem,
                           {"prompt_template": self.prompt_template,
-                           "require_think_end": self.require_think_end})
+                           "require_think_end": self.require_think_end},
+                          metrics_unit="percent")
 
 
 # -- CLI: kwaiformers eval aime --------------------------------------------------------------------

@@ -19,18 +19,26 @@ Scoring (``score_kc_mmbench``) follows the official evaluation code (the VLMEval
 ``Kwai-Keye/Keye`` under ``evaluation/KC-MMBench``, classes ``KwaiYORNDataset`` and
 ``KwaiVQADataset``):
 
-* **Y/N tasks**: think blocks removed, then ``是``/``否`` token extraction, then ``yes``/``no``,
-  else ``Unknown``; score = ``answer == extracted`` (``Unknown`` is wrong and its rate is
-  reported); accuracy x100 overall and per ``category``/``l2-category``. This is the official
-  *exact-matching* path. The official code can additionally re-ask an OpenAI judge for the
-  ``Unknown`` answers when an API key is set; that matching prompt is not reproduced here, so
-  ``unknown_rate`` bounds the possible difference.
+* **Y/N tasks**: think blocks removed, then case-sensitive ``是``/``否`` token extraction, then
+  ``yes``/``no``, else ``Unknown`` (``YOrN_cn_Extraction``; ``Yes.``/``No`` are Unknown); score =
+  ``answer == extracted``; accuracy overall and per ``category``/``l2-category``. When a
+  judge is configured the official pipeline re-asks it for every ``Unknown`` answer
+  (``YOrN_cn_match_prompt`` / ``YOrN_cn_auxeval``: :data:`YORN_JUDGE_PROMPT`, up to 5 tries at
+  temperature ``0.5 * try`` until the reply extracts to 是/否); both the exact-match and the
+  judged accuracies are reported (``accuracy`` is the judged one when a judge ran).
 * **VQA tasks**: the official protocol always uses an LLM judge (``gpt-4o-mini`` by default, 128
   new tokens, up to 5 tries at temperature ``0.5 * try``) with the official Chinese prompts
   (:data:`VQA_JUDGE_PROMPT`, :data:`TOPIC_JUDGE_PROMPT`). Pass any :class:`~kwaiformers.evaluation.judges.Judge`
-  (a local transformers chat model or an OpenAI-compatible endpoint). Without a judge, a
+  (a local transformers chat model or an OpenAI-compatible endpoint); a judge call is retried
+  only when it fails (an exception or VLMEvalKit's API failure message), an empty reply is final.
+  Without a judge, a
   deterministic **rule** mode is used; it is *not* the paper's metric and every result says which
   mode produced it (``"mode"``).
+
+Units: :func:`score_kc_mmbench` and the ``eval/kc_mmbench`` module return accuracies and rates as
+fractions in [0, 1] (``evaluate``'s convention); the runner (:class:`KCMMBenchTask`) shows them in
+percent in its table, ``results.json`` and model-index, as the official KC-MMBench tables do,
+labelled (``metrics_unit``).
 """
 
 from __future__ import annotations
@@ -108,11 +116,35 @@ TOPIC_JUDGE_PROMPT = (
     "请帮我提取出最后的结论.内容为：”{}“。请将答案直接以列表的形式输出，列表的每一项为“是”或者“否”，"
     "表示对应视频是否与第一个视频属于同一个主题,答案形式为[是，否...是]的格式。"
 )
+#: Official judge prompt for the ``Unknown`` answers of the Y/N tasks (``YOrN_cn_match_prompt`` in
+#: the fork's ``vlmeval/dataset/utils/yorn.py``): "match the answer to 是 / 否, else Unknown", two
+#: examples; formatted with the question and the think-stripped response (see
+#: :func:`yorn_judge_prompt` for the truncation of very long questions).
+YORN_JUDGE_PROMPT = (
+    "你是一个AI助手，将帮助我在一个问题的两个选项中匹配一个答案。"
+    "选项仅包括 是 / 否。"
+    "你将获得一个问题和一个答案，"
+    "你需要判断哪个选项（是 / 否）与答案的含义最相近。"
+    "如果所有选项的含义与答案明显不同，则输出 Unknown。"
+    "你的输出应该是以下三个选项中的一个词：是、否、Unknown。\n"
+    "示例 1：\n"
+    "问题：这张图中的单词是 'Hello' 吗？\n答案：这张图中的单词是 'Hello'。\n你的输出：是\n"
+    "示例 2：\n"
+    "问题：这张图中的单词是 'Hello' 吗？\n"
+    "答案：这张图中的单词不是 'Hello'。\n你的输出：否\n"
+    "示例 3：\n"
+    "问题：{}？\n答案：{}\n你的输出："
+)
 #: The judge's verdict string counted as correct (``post_yn_check``).
 JUDGE_CORRECT = "回答正确"
 JUDGE_WRONG = "回答错误"
+#: VLMEvalKit's API failure message (``BaseAPI.fail_msg``): the only reply that is retried; an
+#: empty reply is final.
+JUDGE_FAIL_MSG = "Failed to obtain answer via API."
 
 MODE_YN = "official-exact-match"
+#: Y/N mode when ``Unknown`` answers were re-judged: ``MODE_YN_JUDGE_PREFIX + judge name``.
+MODE_YN_JUDGE_PREFIX = "official-exact-match+judge:"
 MODE_RULE = "rule (deterministic; not the paper's metric)"
 JUDGE_MODE_PREFIX = "judge:"
 
@@ -438,19 +470,21 @@ def keye_post_process(prediction: str) -> str:
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@",
           "`", ",", "?", "!"]  # fmt: skip
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
-# The original pattern is '(?!<=\d)(\.)(?!\d)': a mistyped look-behind that is really a look-ahead,
-# i.e. "a period not followed by a digit". Kept as is.
-_PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
-# The original calls `periodStrip.sub('', text, re.UNICODE)`: re.UNICODE (32) lands in `count`.
+# The Keye fork's pattern (vlmeval/smp/misc.py): a period with no digit on either side. Upstream
+# VLMEvalKit has the mistyped '(?!<=\d)(\.)(?!\d)' (a look-ahead only); the fork fixed it.
+_PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
+# Both call `periodStrip.sub('', text, re.UNICODE)`: re.UNICODE (32) lands in `count`.
 _PERIOD_MAX_SUBS = int(re.UNICODE)
 
 
 def process_punctuation(text: str) -> str:
-    """VLMEvalKit's ``process_punctuation`` (ASCII punctuation only; ``，。！？`` untouched).
+    """The Keye VLMEvalKit fork's ``process_punctuation`` (ASCII punctuation only; ``，。！？``
+    untouched).
 
     Each listed mark is deleted when it touches a space in the input (or the input has a digit-comma-
-    digit), otherwise replaced by a space; then at most 32 periods not followed by a digit are
-    deleted (the original passes ``re.UNICODE`` as the ``count`` argument)."""
+    digit), otherwise replaced by a space; then at most 32 periods with no digit on either side
+    (``(?<!\\d)\\.(?!\\d)``) are deleted (the original passes ``re.UNICODE`` as the ``count``
+    argument)."""
     out = text
     glue = _COMMA_BETWEEN_DIGITS.search(text) is not None
     for p in _PUNCT:
@@ -462,22 +496,37 @@ def process_punctuation(text: str) -> str:
 
 
 def yorn_cn_extraction(output: str) -> str:
-    """``YOrN_cn_Extraction``: ``"是"``, ``"否"`` or ``"Unknown"``.
+    """``YOrN_cn_Extraction`` of the Keye fork: ``"是"``, ``"否"`` or ``"Unknown"``.
 
-    Lower-case, :func:`process_punctuation`, whitespace split; ``是`` present and ``否`` absent as a
-    whole token -> 是, the reverse -> 否; otherwise the same test with ``yes``/``no``; otherwise
-    Unknown. Matching is per token, so ``是。`` and ``是的`` are Unknown (counted wrong).
-    (Lower-casing follows VLMEvalKit's English ``YOrN_Extraction``; it does not affect Chinese.)
+    :func:`process_punctuation`, whitespace split; ``是`` present and ``否`` absent as a whole token
+    -> 是, the reverse -> 否; otherwise the same test with ``yes``/``no``; otherwise Unknown.
+    Matching is per token and **case-sensitive** (no lower-casing, unlike the English
+    ``YOrN_Extraction``): ``Yes.``, ``YES``, ``No.``, ``The answer is No`` are Unknown, and so are
+    ``是。`` and ``是的``. Unknown answers are re-asked to the judge when one is configured
+    (:func:`yorn_judge_prompt`), else counted wrong.
     """
     if not isinstance(output, str):
         raise TypeError(f"prediction must be a string, got {type(output).__name__}")
-    words = process_punctuation(output.lower()).split()
+    words = process_punctuation(output).split()
     for pos, neg in (("是", "否"), ("yes", "no")):
         if pos in words and neg not in words:
             return "是"
         if neg in words and pos not in words:
             return "否"
     return "Unknown"
+
+
+def yorn_judge_prompt(question: str, prediction: str) -> str:
+    """``YOrN_cn_match_prompt``: the judge prompt for an ``Unknown`` Y/N answer. ``prediction``
+    is the (post-processed) response, think blocks removed here. A question longer than 10240
+    characters is cut to its first and last 4096 and the response to its last 8192, as
+    officially."""
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a string, got {type(question).__name__}")
+    response = remove_think_tags(prediction)
+    if len(question) > 10240:
+        return YORN_JUDGE_PROMPT.format(question[:4096] + question[-4096:], response[-8192:])
+    return YORN_JUDGE_PROMPT.format(question, response)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,25 +619,56 @@ def rule_correct(task: str, answer: str, prediction: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 
 
+def _ask_judge(judge: Any, prompt: str, temperature: float) -> tuple[str | None, str | None]:
+    """One judge call: ``(reply, None)``, or ``(None, error)`` when the call failed (the judge
+    raised, or replied with :data:`JUDGE_FAIL_MSG`, the API failure message)."""
+    try:
+        out = judge.generate(prompt, temperature=temperature)
+    except Exception as err:  # noqa: BLE001 - a failing judge must not abort the whole run
+        return None, f"{type(err).__name__}: {err}"
+    if not isinstance(out, str):
+        return None, f"judge returned {type(out).__name__}, not str"
+    if JUDGE_FAIL_MSG in out:
+        return None, "judge API failure message"
+    return out, None
+
+
 def _run_judge(judge: Any, prompt: str, retries: int) -> tuple[str, str | None]:
-    """Up to ``retries`` tries at temperature ``0.5 * i`` (official schedule). Returns the output
-    and, when every try failed, the last error."""
+    """VQA judging (``Kwaivqa_eval`` / ``Topic_eval``): up to ``retries`` tries at temperature
+    ``0.5 * i``, retrying **only** when the call failed; any reply, even empty, is final.
+    Returns the reply and, when every try failed, the last error."""
     error = None
     for i in range(retries):
-        try:
-            out = judge.generate(prompt, temperature=0.5 * i)
-        except Exception as err:  # noqa: BLE001 - a failing judge must not abort the whole run
-            error = f"{type(err).__name__}: {err}"
-            logger.warning("judge try %d failed: %s", i, error)
-            continue
-        if isinstance(out, str) and out:
-            return out, None
-        error = "empty judge output"
+        out, error = _ask_judge(judge, prompt, 0.5 * i)
+        if error is None:
+            return out or "", None
+        logger.warning("judge try %d failed: %s", i, error)
     return "", error or "no tries"
 
 
-def _mean100(values: Sequence[bool]) -> float:
-    return 100.0 * sum(values) / len(values) if values else float("nan")
+def _run_yorn_judge(judge: Any, prompt: str, retries: int) -> tuple[str, str, str | None]:
+    """``YOrN_cn_auxeval``: up to ``retries`` tries at temperature ``0.5 * i`` until the reply's
+    :func:`yorn_cn_extraction` is 是 or 否. Returns ``(answer, last reply, error)``; ``error`` is
+    set only when no try produced a reply."""
+    reply: str | None = None
+    error = None
+    for i in range(retries):
+        out, err = _ask_judge(judge, prompt, 0.5 * i)
+        if err is not None:
+            error = err
+            logger.warning("judge try %d failed: %s", i, err)
+            continue
+        reply = out or ""
+        answer = yorn_cn_extraction(reply)
+        if answer in ("是", "否"):
+            return answer, reply, None
+    if reply is not None:
+        return "Unknown", reply, None
+    return "Unknown", "", error or "no tries"
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def _breakdown(flags: Sequence[bool], labels: Sequence[str | None]) -> dict[str, float]:
@@ -597,7 +677,7 @@ def _breakdown(flags: Sequence[bool], labels: Sequence[str | None]) -> dict[str,
         if label is None or (isinstance(label, float) and math.isnan(label)) or label == "":
             continue
         groups.setdefault(str(label), []).append(flag)
-    return {k: _mean100(groups[k]) for k in sorted(groups)}
+    return {k: _mean(groups[k]) for k in sorted(groups)}
 
 
 def _check_column(name: str, values: Sequence[Any] | None, n: int, allow_none: bool) -> list[Any]:
@@ -628,6 +708,8 @@ def score_kc_mmbench(
     progress: bool = True,
     judge_cache: dict[str, str] | None = None,
     on_judged: Callable[[str, str], None] | None = None,
+    questions: Sequence[str] | None = None,
+    yn_judge: bool = True,
 ) -> dict[str, Any]:
     """Score KC-MMBench responses.
 
@@ -636,7 +718,8 @@ def score_kc_mmbench(
         references: gold answers (``是``/``否`` for Y/N tasks).
         tasks: task name per sample (canonical or alias).
         categories / l2_categories: optional per-sample breakdown labels.
-        judge: a :class:`~kwaiformers.evaluation.judges.Judge` for the VQA tasks (official protocol).
+        judge: a :class:`~kwaiformers.evaluation.judges.Judge`: grades the VQA tasks and re-judges
+            the ``Unknown`` Y/N answers (official protocol).
         vqa_mode: ``"judge"`` (requires ``judge``), ``"rule"`` or ``None`` (judge if given, else
             rule).
         judge_retries: tries per sample (official: 5, temperature ``0.5 * try``).
@@ -645,13 +728,21 @@ def score_kc_mmbench(
         return_details: add per-sample ``details``.
         judge_cache: prompt -> judge output; filled in place, reused to avoid re-asking.
         on_judged: called with ``(prompt, output)`` after each new judge call (for persistence).
+        questions: the question of each sample (the TSV ``question``), needed by the Y/N judge
+            prompt (:func:`yorn_judge_prompt`) when a Y/N answer is ``Unknown``.
+        yn_judge: re-judge ``Unknown`` Y/N answers when a judge is given (official, default);
+            ``False`` keeps the exact-match score only.
 
     Returns:
-        ``overall_accuracy`` (unweighted mean of the task accuracies, x100),
+        Accuracies, rates and agreements are fractions in [0, 1] (``evaluate``'s convention;
+        x100 for the official tables' percentages). ``overall_accuracy`` (unweighted mean of the
+        task accuracies),
         ``overall_micro_accuracy`` (over samples), ``num_samples``, ``modes`` (task -> mode) and
-        ``tasks`` (task -> ``accuracy``, ``num_samples``, ``num_correct``, ``mode``, ``categories``,
-        and ``num_unknown``/``unknown_rate`` for Y/N or ``judge_failures``/``rule_agreement`` for
-        VQA in judge mode).
+        ``tasks`` (task -> ``accuracy``, ``num_samples``, ``num_correct``, ``mode``, ``categories``;
+        for Y/N ``exact_match_accuracy``, ``num_unknown``/``unknown_rate`` (exact match) and, when
+        ``Unknown`` answers were re-judged, ``judged_accuracy`` (= ``accuracy``),
+        ``num_unknown_after_judge`` and ``judge_failures``; for VQA in judge mode
+        ``judge_failures``/``rule_agreement``/``rule_accuracy``).
     """
     if isinstance(predictions, str) or isinstance(references, str) or isinstance(tasks, str):
         raise TypeError("predictions, references and tasks must be lists (one entry per sample)")
@@ -664,6 +755,7 @@ def score_kc_mmbench(
     task_names = [canonical_task(t) for t in _check_column("tasks", tasks, n, allow_none=False)]
     cats = _check_column("categories", categories, n, allow_none=True)
     l2s = _check_column("l2_categories", l2_categories, n, allow_none=True)
+    quests = _check_column("questions", questions, n, allow_none=True)
     if n == 0:
         raise ValueError("predictions is empty")
     if vqa_mode not in (None, "judge", "rule"):
@@ -675,11 +767,18 @@ def score_kc_mmbench(
     if not isinstance(judge_retries, int) or judge_retries < 1:
         raise ValueError(f"judge_retries must be a positive integer, got {judge_retries!r}")
     use_judge = judge is not None and vqa_mode != "rule"
-    judge_name = getattr(judge, "name", type(judge).__name__) if use_judge else None
-    cache = judge_cache if judge_cache is not None else {}
-
+    judge_yn = judge is not None and yn_judge and any(t in YN_TASKS for t in task_names)
     if post_process:
         predictions = [keye_post_process(p) for p in predictions]
+    if judge_yn and questions is None and any(
+            t in YN_TASKS and yorn_cn_extraction(remove_think_tags(p)) == "Unknown"
+            for p, t in zip(predictions, task_names)):
+        raise ValueError(
+            "questions (one per sample) are needed to re-judge Unknown yes/no answers with the "
+            "official YOrN_cn_match_prompt; pass questions=... or yn_judge=False"
+        )
+    judge_name = getattr(judge, "name", type(judge).__name__) if judge is not None else None
+    cache = judge_cache if judge_cache is not None else {}
 
     n_vqa = sum(t in VQA_TASKS for t in task_names)
     bar = None
@@ -689,7 +788,7 @@ def score_kc_mmbench(
         bar = tqdm(total=n_vqa, desc=f"KC-MMBench judge ({judge_name})", unit="sample")
 
     details: list[dict[str, Any]] = []
-    for pred, ref, task in zip(predictions, references, task_names):
+    for pred, ref, task, question in zip(predictions, references, task_names, quests):
         row: dict[str, Any] = {"task": task}
         if task in YN_TASKS:
             if ref not in ("是", "否"):
@@ -697,7 +796,21 @@ def score_kc_mmbench(
                     f"{task} reference {ref!r} is not 是/否; it can never match", stacklevel=2
                 )
             extracted = yorn_cn_extraction(remove_think_tags(pred))
-            row.update(extracted=extracted, correct=(ref == extracted))
+            row.update(extracted=extracted, exact_correct=(ref == extracted))
+            final = extracted
+            if judge_yn and extracted == "Unknown":
+                prompt = yorn_judge_prompt(question or "", pred)
+                if prompt in cache:
+                    output, error = cache[prompt], None
+                    final = yorn_cn_extraction(output)
+                else:
+                    final, output, error = _run_yorn_judge(judge, prompt, judge_retries)
+                    if error is None:
+                        cache[prompt] = output
+                        if on_judged is not None:
+                            on_judged(prompt, output)
+                row.update(judged=final, judge_output=output, judge_error=error)
+            row["correct"] = ref == final
         elif use_judge:
             prompt = vqa_judge_prompt(task, ref, pred)
             output, error = (cache[prompt], None) if prompt in cache else _run_judge(
@@ -726,11 +839,11 @@ def score_kc_mmbench(
         ids = [i for i, t in enumerate(task_names) if t == task]
         flags = [details[i]["correct"] for i in ids]
         if task in YN_TASKS:
-            mode = MODE_YN
+            mode = MODE_YN_JUDGE_PREFIX + str(judge_name) if judge_yn else MODE_YN
         else:
             mode = JUDGE_MODE_PREFIX + str(judge_name) if use_judge else MODE_RULE
         entry: dict[str, Any] = {
-            "accuracy": _mean100(flags),
+            "accuracy": _mean(flags),
             "num_samples": len(ids),
             "num_correct": int(sum(flags)),
             "mode": mode,
@@ -741,12 +854,20 @@ def score_kc_mmbench(
             entry["l2_categories"] = l2
         if task in YN_TASKS:
             unknown = sum(details[i]["extracted"] == "Unknown" for i in ids)
-            entry.update(num_unknown=unknown, unknown_rate=100.0 * unknown / len(ids))
+            entry.update(exact_match_accuracy=_mean([details[i]["exact_correct"] for i in ids]),
+                         num_unknown=unknown, unknown_rate=unknown / len(ids))
+            if judge_yn:
+                judged = [details[i] for i in ids if "judged" in details[i]]
+                entry.update(
+                    judged_accuracy=entry["accuracy"],
+                    num_unknown_after_judge=sum(d["judged"] == "Unknown" for d in judged),
+                    judge_failures=sum(d["judge_error"] is not None for d in judged),
+                )
         elif use_judge:
             entry["judge_failures"] = sum(details[i]["judge_error"] is not None for i in ids)
             agree = [details[i]["rule_correct"] == details[i]["correct"] for i in ids]
-            entry["rule_agreement"] = _mean100(agree)
-            entry["rule_accuracy"] = _mean100([details[i]["rule_correct"] for i in ids])
+            entry["rule_agreement"] = _mean(agree)
+            entry["rule_accuracy"] = _mean([details[i]["rule_correct"] for i in ids])
         per_task[task] = entry
 
     ordered = {t: per_task[t] for t in TASKS if t in per_task}
@@ -754,7 +875,7 @@ def score_kc_mmbench(
     all_flags = [d["correct"] for d in details]
     result: dict[str, Any] = {
         "overall_accuracy": sum(accs) / len(accs),
-        "overall_micro_accuracy": _mean100(all_flags),
+        "overall_micro_accuracy": _mean(all_flags),
         "num_samples": n,
         "modes": {t: e["mode"] for t, e in ordered.items()},
         "vqa_mode": ("judge" if use_judge else "rule") if n_vqa else None,
@@ -786,8 +907,9 @@ class KCMMBenchTask(TaskAdapter):
         path: local copy, or ``None`` to download ``Kwai-Keye/KC-MMbench`` at ``revision``.
         tasks: task subset (default: all six).
         max_frames: at most this many images per sample (default: all, as the official runner).
-        think: ``None``/``"auto"``, ``"think"`` (the official Keye config) or ``"no_think"``.
-        judge / vqa_mode / judge_retries: see :func:`score_kc_mmbench`.
+        think: ``None``/``"auto"`` (no suffix), ``"think"`` (the official Keye config; the CLI
+            picks it for Keye models) or ``"no_think"``.
+        judge / vqa_mode / judge_retries / yn_judge: see :func:`score_kc_mmbench`.
     """
 
     dataset_type = KC_MMBENCH_REPO_ID
@@ -808,8 +930,10 @@ class KCMMBenchTask(TaskAdapter):
         judge_retries: int = 5,
         post_process: bool = True,
         judge_cache_path: str | os.PathLike | None = None,
+        yn_judge: bool = True,
     ) -> None:
         self.path = path
+        self.yn_judge = yn_judge
         self.tasks = parse_tasks(tasks)
         self.revision = revision
         self.cache_dir = cache_dir
@@ -887,11 +1011,12 @@ class KCMMBenchTask(TaskAdapter):
         generations: Mapping[str, list[Generation]],
         k_values: Sequence[int],
     ) -> TaskResult:
-        preds, refs, tasks, cats, l2s, ids, reps = [], [], [], [], [], [], []
+        preds, refs, tasks, cats, l2s, ids, reps, quests = [], [], [], [], [], [], [], []
         for s in samples:
             item: KCMMBenchSample = s.data["sample"]
             for rep, gen in enumerate(generations[s.id]):
                 preds.append(gen.text)
+                quests.append(item.question)
                 refs.append(item.answer)
                 tasks.append(item.task)
                 cats.append(item.category)
@@ -903,9 +1028,11 @@ class KCMMBenchTask(TaskAdapter):
             preds, refs, tasks, categories=cats, l2_categories=l2s, judge=self.judge,
             vqa_mode=self.vqa_mode, judge_retries=self.judge_retries,
             post_process=self.post_process, return_details=True, judge_cache=cache,
-            on_judged=on_judged,
+            on_judged=on_judged, questions=quests, yn_judge=self.yn_judge,
         )
         details = scores.pop("details")
+        # score_kc_mmbench gives fractions; results.json / table / model-index show percent, as
+        # the official KC-MMBench tables, labelled (metrics_unit). judge_failures are counts.
         metrics: dict[str, float] = {
             "overall_accuracy": scores["overall_accuracy"],
             "overall_micro_accuracy": scores["overall_micro_accuracy"],
@@ -915,27 +1042,45 @@ class KCMMBenchTask(TaskAdapter):
             metrics[f"{task}/accuracy"] = entry["accuracy"]
             if "unknown_rate" in entry:
                 metrics[f"{task}/unknown_rate"] = entry["unknown_rate"]
+                metrics[f"{task}/exact_match_accuracy"] = entry["exact_match_accuracy"]
+            if "judged_accuracy" in entry:
+                metrics[f"{task}/judged_accuracy"] = entry["judged_accuracy"]
+                metrics[f"{task}/unknown_rate_after_judge"] = (
+                    entry["num_unknown_after_judge"] / entry["num_samples"])
             if "judge_failures" in entry:
                 metrics[f"{task}/judge_failures"] = float(entry["judge_failures"])
+            if "rule_agreement" in entry:
                 metrics[f"{task}/rule_agreement"] = entry["rule_agreement"]
             for cat, acc in entry["categories"].items():
                 metrics[f"{task}/category/{cat}"] = acc
             rule = entry["mode"] == MODE_RULE
             card.append((f"accuracy_{_metric_key(task)}" + ("_rule" if rule else ""),
-                         entry["accuracy"]))
+                         100.0 * entry["accuracy"]))
+            if "judged_accuracy" in entry:  # both numbers: judged (official) and exact match
+                card.append((f"accuracy_{_metric_key(task)}_exact_match",
+                             100.0 * entry["exact_match_accuracy"]))
+        # every value is a rate except judge_failures (to_percent would skip a category named
+        # "num_..."): scale all, then put the counts back (same key order)
+        metrics = {k: 100.0 * v for k, v in metrics.items()}
+        for task, entry in scores["tasks"].items():
+            if "judge_failures" in entry:
+                metrics[f"{task}/judge_failures"] = float(entry["judge_failures"])
         if set(scores["tasks"]) == set(TASKS):
             any_rule = any(m == MODE_RULE for m in scores["modes"].values())
             card.append(("accuracy_overall" + ("_rule" if any_rule else ""),
-                         scores["overall_accuracy"]))
+                         100.0 * scores["overall_accuracy"]))
         per_sample = []
         for sid, rep, pred, ref, row in zip(ids, reps, preds, refs, details):
             rec = {"id": sid, "sample_index": rep, "answer": ref,
                    "prediction": keye_post_process(pred) if self.post_process else pred, **row}
             per_sample.append(rec)
-        info = {"scores": scores, "modes": scores["modes"], "think": self.think or "auto",
-                "max_frames": self.max_frames, "post_process": self.post_process,
+        # info["scores"] is score_kc_mmbench's own output (fractions), labelled as such
+        info = {"scores": scores, "scores_unit": "fraction", "modes": scores["modes"],
+                "think": self.think or "auto", "max_frames": self.max_frames,
+                "post_process": self.post_process,
                 "generations_per_sample": max(len(v) for v in generations.values())}
-        return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info)
+        return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info,
+                          metrics_unit="percent")
 
 
 def add_arguments(parser) -> None:
@@ -950,20 +1095,56 @@ def add_arguments(parser) -> None:
     g.add_argument("--max-frames", type=int, default=None,
                    help="at most this many images per sample (default: all, as official)")
     g.add_argument("--max-samples", type=int, default=None, help="first N rows per task (smoke)")
-    g.add_argument("--think", choices=["auto", "think", "no_think"], default="auto",
-                   help="append /think or /no_think to the prompt (official Keye config: think)")
+    g.add_argument("--think", choices=["auto", "think", "no_think"], default=None,
+                   help="append /think or /no_think to the prompt; default: think for Keye models "
+                        "(the official config), auto (nothing appended) for other models")
     g.add_argument("--judge", default=None,
                    help="VQA judge: openai:MODEL[@BASE_URL] (key from $OPENAI_API_KEY) or "
                         "hf:PATH_OR_HUB_ID; default: rule mode (not the paper's metric)")
     g.add_argument("--vqa-mode", choices=["judge", "rule"], default=None,
                    help="force the VQA mode (default: judge when --judge is given)")
     g.add_argument("--judge-retries", type=int, default=5)
+    g.add_argument("--no-yn-judge", action="store_true",
+                   help="do not re-judge Unknown yes/no answers (exact match only)")
     g.add_argument("--judge-max-tokens", type=int, default=128)
     g.add_argument("--no-post-process", action="store_true",
                    help="score raw responses (default: KeyeChat answer post-processing)")
     add_common_arguments(parser, default_n=1, default_max_new_tokens=2048, kind="multimodal")
     # KeyeChat decoding defaults: greedy, 2048 new tokens.
     parser.set_defaults(temperature=0.0, batch_size=4)
+
+
+#: ``model_type`` values of the Keye-VL checkpoints (``kwaiformers.models.keye_vl``).
+KEYE_MODEL_TYPES = frozenset({"Keye", "KeyeVL1_5", "keye_vl"})
+
+
+def is_keye_model(model: str | os.PathLike | None) -> bool:
+    """Whether ``model`` (a Hub id or a local folder) is a Keye-VL checkpoint: its name contains
+    ``keye`` (any case) or its ``config.json`` has a Keye ``model_type``."""
+    if model is None:
+        return False
+    if "keye" in os.path.basename(os.fspath(model).rstrip("/")).lower() or "keye" in str(
+            model).lower().split("/")[0]:
+        return True
+    config = Path(model) / "config.json"
+    if config.is_file():
+        import json
+
+        try:
+            return json.loads(config.read_text(encoding="utf-8")).get(
+                "model_type") in KEYE_MODEL_TYPES
+        except (OSError, ValueError, AttributeError):
+            return False
+    return False
+
+
+def resolve_think(think: str | None, model: str | os.PathLike | None) -> str:
+    """The ``--think`` setting: an explicit value wins; by default ``"think"`` for Keye models
+    (the official KC-MMBench config, ``"think": true`` in the fork's ``cfg.json``) and ``"auto"``
+    (no suffix) for any other model."""
+    if think is not None:
+        return think
+    return "think" if is_keye_model(model) else "auto"
 
 
 def task_from_args(args) -> KCMMBenchTask:
@@ -978,9 +1159,11 @@ def task_from_args(args) -> KCMMBenchTask:
     judge = build_judge(args.judge, **kwargs)
     return KCMMBenchTask(
         path=args.data, tasks=args.tasks, revision=args.revision, max_samples=args.max_samples,
-        max_frames=args.max_frames, think=args.think, judge=judge, vqa_mode=args.vqa_mode,
-        judge_retries=args.judge_retries, post_process=not args.no_post_process,
+        max_frames=args.max_frames, think=resolve_think(args.think, getattr(args, "model", None)),
+        judge=judge, vqa_mode=args.vqa_mode, judge_retries=args.judge_retries,
+        post_process=not args.no_post_process,
         judge_cache_path=os.path.join(args.output_dir, "judgements.jsonl"),
+        yn_judge=not getattr(args, "no_yn_judge", False),
     )
 
 
@@ -998,13 +1181,19 @@ def run(args) -> int:
 
 
 def format_table(scores: Mapping[str, Any]) -> str:
-    """A readable per-task table of :func:`score_kc_mmbench` output."""
-    lines = [f"{'task':<24}{'n':>6}{'accuracy':>10}  {'extra':<22}mode"]
+    """A readable per-task table of :func:`score_kc_mmbench` output (fractions), shown in
+    percent as the official tables."""
+    lines = ["(values in %)", f"{'task':<24}{'n':>6}{'accuracy':>10}  {'extra':<34}mode"]
     for task, e in scores["tasks"].items():
-        extra = (f"unknown {e['unknown_rate']:.1f}%" if "unknown_rate" in e else
-                 f"judge fail {e['judge_failures']}" if "judge_failures" in e else "")
-        lines.append(f"{task:<24}{e['num_samples']:>6}{e['accuracy']:>10.2f}  {extra:<22}"
+        if "judged_accuracy" in e:
+            extra = (f"exact {100 * e['exact_match_accuracy']:.2f}, unknown "
+                     f"{100 * e['unknown_rate']:.1f}%->{e['num_unknown_after_judge']}")
+        elif "unknown_rate" in e:
+            extra = f"unknown {100 * e['unknown_rate']:.1f}%"
+        else:
+            extra = f"judge fail {e['judge_failures']}" if "judge_failures" in e else ""
+        lines.append(f"{task:<24}{e['num_samples']:>6}{100 * e['accuracy']:>10.2f}  {extra:<34}"
                      f"{e['mode']}")
     lines.append(f"{'overall (task mean)':<24}{scores['num_samples']:>6}"
-                 f"{scores['overall_accuracy']:>10.2f}")
+                 f"{100 * scores['overall_accuracy']:>10.2f}")
     return "\n".join(lines)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kwaiformers.evaluation.runner import EvalSample, TaskAdapter, TaskResult
+from kwaiformers.evaluation.runner import EvalSample, TaskAdapter, TaskResult, to_percent
 
 DEFAULT_TIMEOUT = 6.0
 _HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_lcb_harness.py")
@@ -109,12 +109,15 @@ def _parse_outcomes(result, nonce: str, n_tests: int, stop: bool,
     ordered = [outcomes[i] for i in range(n_tests) if i in outcomes]
     complete = len(ordered) == n_tests or (ordered and stop and not ordered[-1].passed)
     if result.status != "passed" or not complete:
-        # the harness died (wall/CPU/memory limit, killed): the next test gets the job's verdict
-        status = result.status if result.status != "passed" else "runtime_error"
+        # the grading process ended early (the program exited it, a signal, the job's wall or
+        # CPU limit): the official grader's -1 ("killed"), or "memory" for the sandbox's memory
+        # limit (the official grader has none: a documented deviation)
+        status = "memory" if result.status == "memory" else "killed"
         ordered = [o for i, o in enumerate(ordered) if o.index == i]
         first = len(ordered)
         if first < n_tests:
-            detail = result.reason or result.stderr.strip()[-300:]
+            detail = f"grading process ended ({result.status}): " + (
+                result.reason or result.stderr.strip()[-300:])
             ordered.append(TestOutcome(first, status, result.time, detail))
             if not stop:
                 ordered += [TestOutcome(i, status, 0.0, "not run: " + detail)
@@ -194,8 +197,10 @@ def _run_isolated(prepared, sandbox, timeout, stop, progress) -> list[list[TestO
         o.index = t
         want, fn = prepared[p][2][t], prepared[p][3]
         if o.status == "passed":
-            got = raw.get(0, "")
-            if fn:
+            got = raw.get(0)
+            if got is None:  # call-based result that is not a plain JSON value
+                ok = False
+            elif fn:
                 try:
                     ok = json.loads(got) == json.loads(want)
                 except json.JSONDecodeError:
@@ -203,7 +208,8 @@ def _run_isolated(prepared, sandbox, timeout, stop, progress) -> list[list[TestO
             else:
                 ok = outputs_match(got, want)
             if not ok:
-                o.status, o.detail = "wrong_answer", "got " + got[:300]
+                o.status = "wrong_answer"
+                o.detail = o.detail or "got " + (got or "")[:300]
         out[p].append(o)
     if stop:  # same verdicts as the sequential run: cut after the first failure
         for p, outcomes in enumerate(out):
@@ -542,7 +548,8 @@ def score_livecodebench(
     sandbox=None,
     progress: bool = False,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """pass@1 (= avg@n) and unbiased pass@k (in %), overall and per difficulty and platform.
+    """pass@1 (= avg@n) and unbiased pass@k, overall and per difficulty and platform, as
+    fractions in [0, 1] (``evaluate``'s convention, like ``code_eval``; the runner shows percent).
 
     ``predictions[p]`` holds the n full responses for problem p (code is extracted with
     :func:`extract_code` unless ``extract=False``); truncated responses (``finish_reason ==
@@ -594,7 +601,7 @@ def score_livecodebench(
     def block(rows: list[dict[str, Any]], suffix: str = "") -> dict[str, float]:
         out = {}
         for k in sorted(set(k_values) | {1}):
-            out[f"pass@{k}{suffix}"] = 100.0 * sum(
+            out[f"pass@{k}{suffix}"] = sum(
                 pass_at_k(n, r["num_correct"], k) for r in rows) / len(rows)
         return out
 
@@ -605,8 +612,8 @@ def score_livecodebench(
             metrics.update(block(rows, f"/{value}"))
             metrics[f"num_problems/{value}"] = float(len(rows))
     total = n * len(predictions)
-    metrics["no_code_rate"] = 100.0 * sum(v.count("no_code") for v in verdicts) / total
-    metrics["truncated_rate"] = 100.0 * sum(v.count("truncated") for v in verdicts) / total
+    metrics["no_code_rate"] = sum(v.count("no_code") for v in verdicts) / total
+    metrics["truncated_rate"] = sum(v.count("truncated") for v in verdicts) / total
     return metrics, per_problem
 
 
@@ -664,12 +671,13 @@ class LiveCodeBenchTask(TaskAdapter):
             preds, [self._problems[s.id] for s in samples], k_values, finish_reasons=reasons,
             require_think_end=self.require_think_end, timeout=self.timeout,
             sandbox=self.sandbox, progress=True)
+        metrics = to_percent(metrics)  # results.json / table / model-index: percent, labelled
         card = [("pass@1", metrics["pass@1"])] + [
             (f"pass@{k}", metrics[f"pass@{k}"]) for k in k_values if k > 1]
         info = {"num_problems": len(samples), "window": self.window,
                 "start_date": self.start_date, "end_date": self.end_date,
                 "timeout_per_test": self.timeout}
-        return TaskResult(metrics, card, per_problem, info)
+        return TaskResult(metrics, card, per_problem, info, metrics_unit="percent")
 
 
 def add_arguments(parser) -> None:

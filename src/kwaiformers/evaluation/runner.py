@@ -118,14 +118,37 @@ class GenerationConfig:
                 f"max_new_tokens={self.max_new_tokens}")
 
 
+#: Values of :attr:`TaskResult.metrics_unit`.
+METRIC_UNITS = ("fraction", "percent")
+
+
 @dataclass
 class TaskResult:
-    """What :meth:`TaskAdapter.score` returns."""
+    """What :meth:`TaskAdapter.score` returns.
+
+    ``metrics_unit`` says how rates and accuracies are expressed: the Python scoring functions and
+    the ``evaluate`` modules return fractions in [0, 1] (``evaluate``'s convention); the runner's
+    results JSON, table and model-index may use percent, as leaderboards do, and then say so
+    (``"metrics_unit": "percent"`` in ``results.json``, ``%`` in the table header and in the
+    model-index metric names). Counts (keys starting with ``num_``) are never scaled.
+    """
 
     metrics: dict[str, float]
     card_metrics: list[tuple[str, float]]
     per_sample: list[dict[str, Any]] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    metrics_unit: str = "fraction"
+
+    def __post_init__(self) -> None:
+        if self.metrics_unit not in METRIC_UNITS:
+            raise ValueError(f"metrics_unit must be one of {METRIC_UNITS}, got {self.metrics_unit!r}")
+
+
+def to_percent(metrics: Mapping[str, float]) -> dict[str, float]:
+    """Fractions -> percent for display: every value x100 except counts (keys starting with
+    ``num_`` or containing ``/num_``)."""
+    return {k: (float(v) if k.startswith("num_") or "/num_" in k else 100.0 * float(v))
+            for k, v in metrics.items()}
 
 
 class TaskAdapter(ABC):
@@ -601,6 +624,7 @@ def evaluate_task(
         "task": task.name,
         "model": model_name,
         "metrics": result.metrics,
+        "metrics_unit": result.metrics_unit,
         "num_problems": len(samples),
         "n": n_per_sample,
         "k_values": k_values,
@@ -622,7 +646,9 @@ def evaluate_task(
         make_eval_result(dataset_type=task.dataset_type, dataset_name=task.dataset_name,
                          dataset_split=task.dataset_split, dataset_revision=task.dataset_revision,
                          dataset_config=task.dataset_config, dataset_args=dataset_args,
-                         metric_type=metric_type, metric_name=f"{metric_type} ({task.name})",
+                         metric_type=metric_type,
+                         metric_name=f"{metric_type} ({task.name}"
+                                     + (", %)" if result.metrics_unit == "percent" else ")"),
                          metric_value=round(float(value), 4), metric_config=metric_config)
         for metric_type, value in result.card_metrics if math.isfinite(value)
     ]
@@ -761,8 +787,9 @@ def print_summary(results: Mapping[str, Any]) -> None:
     """A readable table of the headline metrics (printed by process 0 only under a launcher)."""
     if os.environ.get("RANK", "0") != "0":
         return
+    unit = "  (values in %)" if results.get("metrics_unit") == "percent" else ""
     print(f"task {results['task']}  model {results['model']}  problems {results['num_problems']}"
-          f"  n {results['n']}")
+          f"  n {results['n']}{unit}")
     width = max((len(k) for k in results["metrics"]), default=10) + 2
     for key, value in results["metrics"].items():
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)

@@ -14,6 +14,7 @@ _LAZY: dict[str, str] = {
     "duration_aware_advantages": "kwaiformers.rewards.dars",
     "play_time_percentiles": "kwaiformers.rewards.dars",
     "negatives_from_labels": "kwaiformers.rewards.dars",
+    "advantage_rate_by_duration": "kwaiformers.rewards.dars",
     "format_reward_advantages": "kwaiformers.rewards.format_reward",
     "legality_rate": "kwaiformers.rewards.format_reward",
     "PScoreConfig": "kwaiformers.rewards.configuration_pscore",

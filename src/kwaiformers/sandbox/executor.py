@@ -1,23 +1,35 @@
-"""Batch executor for untrusted Python programs (model generations), stdlib only.
+"""Batch executor for untrusted Python programs (model generations), stdlib + bubblewrap.
 
-Every :class:`Job` runs in a fresh child process (``python -I``, own session and process group,
-scrubbed environment, private temporary working directory removed afterwards) under rlimits
-(CPU seconds, address space, processes, file size, open files) and a wall-clock timeout that kills
-the whole process tree. Captured stdout/stderr are capped.
+Every :class:`Job` runs in a fresh process tree under rlimits (CPU seconds, address space,
+processes, file size, open files), a per-job memory cgroup where the machine allows one, a
+wall-clock timeout that kills the whole tree, and capped stdout/stderr.
 
 Isolation modes (``SandboxConfig.isolation``):
 
-- ``"namespaces"`` (default; Linux as root): new network namespace (no interface is up, so every
-  connection fails with ``ENETUNREACH``), new pid namespace (the kernel kills every leftover
-  process, ``setsid`` daemons included, when the job ends), new mount namespace with the whole
-  file system remounted read-only, a fresh ``/proc``, secret paths masked and a size-limited
-  tmpfs as working directory. The program runs with an unused real uid (so ``RLIMIT_NPROC``
-  bounds fork bombs), no capabilities and ``no_new_privs``. If namespaces cannot be created the
-  sandbox **refuses** (:class:`SandboxUnavailableError`): it never silently runs unisolated.
-- ``"process"`` (explicit opt-in, e.g. non-root machines): rlimits, process group, scrubbed env,
-  temporary cwd and a child-subreaper that kills leftover descendants; **no network or
-  file-system isolation**. Select it with ``SandboxConfig(isolation="process")`` or
-  ``KWAIFORMERS_SANDBOX_ISOLATION=process``.
+- ``"bwrap"`` (default): every job runs in its own `bubblewrap <https://github.com/containers/
+  bubblewrap>`_ sandbox (Debian package ``bubblewrap``; the sandbox behind Flatpak): new pid,
+  network, IPC, UTS (and cgroup) namespaces, a new mount namespace whose root is an empty tmpfs
+  holding only read-only binds of ``/usr`` and the Python interpreter (plus its site-packages),
+  a fresh ``/proc``, a minimal ``/dev`` (null, zero, full, random, urandom, tty), private
+  size-limited tmpfs on ``/tmp`` (the working directory), ``/var/tmp``, ``/run`` and
+  ``/dev/shm``, ``--die-with-parent`` and ``--new-session``. The job's files are copied into its
+  tmpfs from memory (``--file``): they never exist on the host file system, so no job can see
+  another's. Run as root, bubblewrap sets the sandbox up with root's rights (so a 0700 ``/root``
+  interpreter can be bound) and the program then runs under an unused unprivileged uid (one per
+  worker slot) with no capabilities and ``no_new_privs``; root-only files, sockets and devices
+  stay closed. Run as another user, bubblewrap adds a user namespace (``--unshare-user
+  --disable-userns``) and the program keeps that user's uid. If ``bwrap`` is missing or cannot
+  create the namespaces, the sandbox **refuses** (:class:`SandboxUnavailableError`).
+- ``"process"`` (explicit opt-in only): rlimits, process group, scrubbed environment, temporary
+  working directory on the host, and a child-subreaper that kills leftover descendants; **no
+  network, file-system or IPC isolation**. Select it with ``SandboxConfig(isolation="process")``
+  or ``KWAIFORMERS_SANDBOX_ISOLATION=process``.
+
+Memory per job: all processes of a job share one memory cgroup (cgroup v2 memory controller when
+it is delegated to this process's cgroup, else the cgroup v1 memory hierarchy) limited to
+``memory_mb + disk_mb``. Without a writable memory cgroup only the per-process address-space
+limit applies; then ``max_processes`` is lowered (with a warning) until ``num_workers x
+max_processes x memory_mb`` fits in the machine's RAM.
 
 Executing anything requires opting in, like ``evaluate``'s ``code_eval``:
 ``KWAIFORMERS_ALLOW_CODE_EXECUTION=1`` or ``SandboxConfig(allow_code_execution=True)``.
@@ -25,6 +37,7 @@ Executing anything requires opting in, like ``evaluate``'s ``code_eval``:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -33,6 +46,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -45,9 +59,13 @@ from typing import Literal
 
 ALLOW_ENV_VAR = "KWAIFORMERS_ALLOW_CODE_EXECUTION"
 ISOLATION_ENV_VAR = "KWAIFORMERS_SANDBOX_ISOLATION"
+ISOLATIONS = ("bwrap", "process")
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory", "killed")
 _PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prelude.py")
-_SETUP_FAILED = 97
+_PRELUDE_IN_SANDBOX = "/.kwf/prelude.py"
+_WORKDIR = "/tmp"
+INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install -y bubblewrap; Fedora: dnf "
+                "install bubblewrap)")
 
 Status = Literal["passed", "wrong_answer", "timeout", "runtime_error", "memory", "killed"]
 
@@ -60,51 +78,60 @@ class SandboxUnavailableError(RuntimeError):
     """Raised when the requested isolation cannot be set up on this machine."""
 
 
-def _default_masked_paths() -> tuple[str, ...]:
-    home = os.path.expanduser("~")
-    names = (".ssh", ".aws", ".netrc", ".git-credentials", ".config", ".docker", ".huggingface",
-             ".cache/huggingface", ".kube", ".gnupg", ".pypirc")
-    return (*(os.path.join(home, n) for n in names), "/etc/shadow", "/etc/gshadow", "/etc/ssh")
-
-
 @dataclass
 class SandboxConfig:
-    """Limits and policy of a :class:`Sandbox` (all sizes in MiB, times in seconds)."""
+    """Limits and policy of a :class:`Sandbox` (all sizes in MiB, times in seconds).
 
-    isolation: Literal["namespaces", "process"] | None = None  # None: env var, else namespaces
+    ``memory_mb`` bounds every process (address space) and, with a memory cgroup, all processes
+    of a job together (plus the job's tmpfs, ``disk_mb``). ``memory_cgroup``: ``"auto"`` (use one
+    when writable, else lower ``max_processes`` to fit the RAM and warn), ``"require"`` (refuse
+    without one) or ``"off"``. ``site_packages``: put the interpreter's site-packages (read-only)
+    on the program's ``sys.path``.
+    """
+
+    isolation: Literal["bwrap", "process"] | None = None  # None: env var, else bwrap
     allow_code_execution: bool | None = None  # None: read KWAIFORMERS_ALLOW_CODE_EXECUTION
     num_workers: int | None = None  # None: number of usable CPUs
     default_timeout: float = 6.0
-    startup_grace: float = 2.0  # extra wall time for interpreter start-up, not given to CPU
+    startup_grace: float = 2.0  # extra wall time for sandbox + interpreter start-up
     memory_mb: int = 1024
     max_processes: int = 32
     file_size_mb: int = 16
     max_open_files: int = 64
     disk_mb: int = 64
-    max_files: int = 1024
     max_output_bytes: int = 16 * 1024 * 1024
     max_stderr_bytes: int = 64 * 1024
     python: str = sys.executable
-    tmp_dir: str | None = None
+    bwrap: str | None = None  # None: look ``bwrap`` up on PATH
+    tmp_dir: str | None = None  # host temp dir, "process" mode only
     uid_base: int = 2_000_000_000
-    masked_paths: tuple[str, ...] = field(default_factory=_default_masked_paths)
-    fork_server: bool = True  # fork jobs from a pre-started launcher (no interpreter start-up)
+    memory_cgroup: Literal["auto", "require", "off"] = "auto"
+    site_packages: bool = True
+    ro_binds: tuple[str, ...] = ()  # extra host paths visible read-only (same path), bwrap mode
 
     def __post_init__(self) -> None:
         if self.isolation is None:
-            self.isolation = os.environ.get(ISOLATION_ENV_VAR, "namespaces")  # type: ignore[assignment]
-        if self.isolation not in ("namespaces", "process"):
-            raise ValueError(
-                f"isolation must be 'namespaces' or 'process', got {self.isolation!r}")
+            self.isolation = os.environ.get(ISOLATION_ENV_VAR) or "bwrap"  # type: ignore[assignment]
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(f"SandboxConfig.isolation must be one of {ISOLATIONS}, got "
+                             f"{self.isolation!r} (from {ISOLATION_ENV_VAR} if not passed)")
         for name in ("memory_mb", "max_processes", "file_size_mb", "max_open_files", "disk_mb",
-                     "max_files", "max_output_bytes", "max_stderr_bytes"):
+                     "max_output_bytes", "max_stderr_bytes"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"SandboxConfig.{name} must be a positive int, got {value!r}")
         if not self.default_timeout > 0 or self.startup_grace < 0:
             raise ValueError("SandboxConfig.default_timeout must be > 0 and startup_grace >= 0")
         if self.num_workers is not None and self.num_workers < 1:
             raise ValueError(f"SandboxConfig.num_workers must be >= 1, got {self.num_workers}")
+        self.ro_binds = tuple(self.ro_binds)
+        for path in self.ro_binds:
+            if not isinstance(path, str) or not os.path.isabs(path) or not os.path.exists(path):
+                raise ValueError(f"SandboxConfig.ro_binds must hold existing absolute paths, "
+                                 f"got {path!r}")
+        if self.memory_cgroup not in ("auto", "require", "off"):
+            raise ValueError("SandboxConfig.memory_cgroup must be 'auto', 'require' or 'off', "
+                             f"got {self.memory_cgroup!r}")
 
 
 @dataclass
@@ -143,7 +170,12 @@ class Job:
 
 @dataclass
 class Result:
-    """Outcome of a :class:`Job`. ``status`` is one of :data:`STATUSES`; ``time`` is wall seconds."""
+    """Outcome of a :class:`Job`. ``status`` is one of :data:`STATUSES`; ``time`` is wall seconds.
+
+    ``exit_code``/``signal``: bubblewrap reports a program killed by signal ``s`` as exit code
+    ``128 + s``, so exit codes above 128 are reported as signals. ``peak_memory_mb``: the job's
+    peak memory (all processes and its tmpfs) when a memory cgroup was used.
+    """
 
     status: Status
     stdout: str
@@ -154,6 +186,7 @@ class Result:
     cpu_time: float | None = None
     reason: str = ""
     truncated: bool = False
+    peak_memory_mb: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -170,11 +203,8 @@ def outputs_match(actual: str, expected: str) -> bool:
     for g, w in zip(got, want):
         if g == w:
             continue
-        g_tokens, w_tokens = g.split(), w.split()
-        if len(g_tokens) != len(w_tokens):
-            return False
         try:
-            if any(Decimal(a) != Decimal(b) for a, b in zip(g_tokens, w_tokens)):
+            if [Decimal(t) for t in g.split()] != [Decimal(t) for t in w.split()]:
                 return False
         except (InvalidOperation, ValueError):
             return False
@@ -199,51 +229,196 @@ def require_code_execution(explicit: bool | None = None) -> None:
         )
 
 
-class _ServerDown(RuntimeError):
-    """The fork server could not take a job."""
+# -- memory cgroups --------------------------------------------------------------------------------
 
 
-class _ForkServer:
-    """A pre-started ``_prelude.py --serve`` process that forks one launcher per job.
+class MemoryCgroups:
+    """Per-job memory cgroups below this process's own cgroup (v2 with the memory controller
+    enabled for it, or the v1 memory hierarchy). :meth:`detect` returns ``None`` when neither
+    is writable."""
 
-    Jobs then skip the interpreter start-up and the imports (the fork server preloads the
-    modules of the LiveCodeBench harness); isolation is unchanged, every launcher still creates
-    its own namespaces, limits and privileges."""
-
-    def __init__(self, python: str) -> None:
-        import socket
-
+    def __init__(self, parent: str, version: int) -> None:
+        self.parent, self.version = parent, version
+        self._count = 0
         self._lock = threading.Lock()
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock = parent
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-               "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-        self.proc = subprocess.Popen(
-            [python, "-I", "-B", _PRELUDE, "--serve", str(child.fileno())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            env=env, cwd="/", start_new_session=True, pass_fds=(child.fileno(),), close_fds=True)
-        child.close()
 
-    def launch(self, spec: dict, fds: Sequence[int]) -> int:
-        import socket
+    @classmethod
+    def detect(cls) -> MemoryCgroups | None:
+        try:
+            with open("/proc/self/cgroup") as f:
+                lines = [line.rstrip("\n").split(":", 2) for line in f]
+        except OSError:
+            return None
+        global _CGROUP_COUNT
+        with _CGROUP_LOCK:
+            _CGROUP_COUNT += 1
+            tag = f"kwf-sandbox-{os.getpid()}-{_CGROUP_COUNT}"
+        for _, controllers, path in lines:  # v1 memory hierarchy
+            if "memory" in controllers.split(","):
+                base = "/sys/fs/cgroup/memory" + path
+                found = cls._make(os.path.join(base, tag), 1)
+                if found:
+                    return found
+        for hier, controllers, path in lines:  # v2 (unified) hierarchy
+            if hier == "0" and controllers == "":
+                for mount in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+                    base = mount + path
+                    try:
+                        with open(os.path.join(base, "cgroup.subtree_control")) as f:
+                            if "memory" not in f.read().split():
+                                continue
+                    except OSError:
+                        continue
+                    found = cls._make(os.path.join(base, tag), 2)
+                    if found:
+                        return found
+        return None
 
+    @classmethod
+    def _make(cls, parent: str, version: int) -> MemoryCgroups | None:
+        cls._remove_stale(os.path.dirname(parent))
+        try:
+            os.mkdir(parent)
+        except OSError:
+            return None
+        try:
+            if version == 2:
+                with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                    f.write("+memory")
+            probe = cls(parent, version)
+            path = probe.create(64 << 20)
+            probe.remove(path)
+            return probe
+        except OSError:
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
+            return None
+
+    @staticmethod
+    def _remove_stale(base: str) -> None:
+        """Remove the (empty) cgroups left by sandboxes of processes that no longer exist."""
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return
+        for name in names:
+            parts = name.split("-")
+            if len(parts) != 4 or parts[:2] != ["kwf", "sandbox"] or not parts[2].isdigit():
+                continue
+            if os.path.exists(f"/proc/{parts[2]}"):
+                continue
+            stale = os.path.join(base, name)
+            try:
+                for child in os.listdir(stale):
+                    if os.path.isdir(os.path.join(stale, child)):
+                        os.rmdir(os.path.join(stale, child))
+                os.rmdir(stale)
+            except OSError:
+                pass
+
+    def create(self, limit_bytes: int) -> str:
         with self._lock:
-            socket.send_fds(self.sock, [json.dumps(spec).encode()], list(fds))
-            reply = self.sock.recv(64)
-        if not reply:
-            raise RuntimeError("sandbox fork server exited")
-        return int(reply)
+            self._count += 1
+            path = os.path.join(self.parent, f"job{self._count}")
+        os.mkdir(path)
+        try:
+            if self.version == 2:
+                self._write(path, "memory.max", limit_bytes)
+                self._write(path, "memory.swap.max", 0, optional=True)
+            else:
+                self._write(path, "memory.limit_in_bytes", limit_bytes)
+                self._write(path, "memory.memsw.limit_in_bytes", limit_bytes, optional=True)
+        except OSError:
+            os.rmdir(path)
+            raise
+        return path
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    @staticmethod
+    def _write(path: str, name: str, value: int, optional: bool = False) -> None:
+        try:
+            with open(os.path.join(path, name), "w") as f:
+                f.write(str(value))
+        except OSError:
+            if not optional:
+                raise
+
+    @staticmethod
+    def procs_file(path: str) -> str:
+        return os.path.join(path, "cgroup.procs")
+
+    def oom_killed(self, path: str) -> bool:
+        name = "memory.events" if self.version == 2 else "memory.oom_control"
+        try:
+            with open(os.path.join(path, name)) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill" and int(value) > 0:
+                        return True
+        except (OSError, ValueError):
+            pass
+        return False
+
+    def _peak(self, path: str) -> int | None:
+        name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
+        try:
+            with open(os.path.join(path, name)) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def peak_mb(self, path: str) -> float | None:
+        peak = self._peak(path)
+        return None if peak is None else peak / (1 << 20)
+
+    def remove(self, path: str) -> None:
+        """Kill whatever is left in the cgroup and remove it."""
+        for attempt in range(200):
+            try:
+                os.rmdir(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+            if self.version == 2:
+                self._write(path, "cgroup.kill", 1, optional=True)
+            try:
+                with open(self.procs_file(path)) as f:
+                    for pid in f.read().split():
+                        try:
+                            os.kill(int(pid), signal.SIGKILL)
+                        except OSError:
+                            pass
+            except OSError:
+                pass
+            time.sleep(0.005 * min(attempt + 1, 20))
 
     def close(self) -> None:
         try:
-            self.sock.close()
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
+            os.rmdir(self.parent)
+        except OSError:
+            pass
+
+
+_CGROUP_LOCK = threading.Lock()
+_CGROUP_COUNT = 0
+
+
+def _mem_total_mb() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 8192
+
+
+# -- the sandbox ------------------------------------------------------------------------------------
 
 
 class Sandbox:
@@ -270,21 +445,50 @@ class Sandbox:
         self._slot_lock = threading.Lock()
         self._uid_offset = (os.getpid() % 100_000) * 256
         self._probed = False
-        self._server: _ForkServer | None = None
-        self._server_lock = threading.Lock()
-        if config.isolation == "namespaces":
+        self._bwrap: str | None = None
+        self._bwrap_base: tuple[list[str], list[str]] = ([], [])
+        if config.isolation == "bwrap":
             if not sys.platform.startswith("linux"):
                 raise SandboxUnavailableError(self._unavailable_message("not Linux"))
-        elif config.isolation == "process":
+            self._bwrap = config.bwrap or shutil.which("bwrap")
+            if self._bwrap is None or not os.access(self._bwrap, os.X_OK):
+                raise SandboxUnavailableError(self._unavailable_message(
+                    f"no bwrap executable ({config.bwrap or 'bwrap not on PATH'})"))
+            self._bwrap_base = self._bwrap_args()
+        else:
             warnings.warn(
                 "kwaiformers sandbox in 'process' mode: rlimits and process-tree cleanup only, "
-                "NO network or file-system isolation", RuntimeWarning, stacklevel=2)
+                "NO network, file-system or IPC isolation", RuntimeWarning, stacklevel=2)
+        self.cgroups: MemoryCgroups | None = None
+        if config.memory_cgroup != "off":
+            self.cgroups = MemoryCgroups.detect()
+        if self.cgroups is None:
+            if config.memory_cgroup == "require":
+                raise SandboxUnavailableError(
+                    "SandboxConfig(memory_cgroup='require') but no writable memory cgroup (v2 "
+                    "memory controller delegated to this process, or the v1 memory hierarchy)")
+            self._fit_memory_to_ram()
+
+    def _fit_memory_to_ram(self) -> None:
+        c = self.config
+        budget = int(_mem_total_mb() * 0.8)
+        need = c.num_workers * c.max_processes * c.memory_mb
+        if need <= budget:
+            return
+        fitted = max(1, budget // (c.num_workers * c.memory_mb))
+        warnings.warn(
+            f"kwaiformers sandbox: no memory cgroup, so memory is bounded per process only; "
+            f"num_workers x max_processes x memory_mb = {c.num_workers} x {c.max_processes} x "
+            f"{c.memory_mb} MiB exceeds 80% of RAM ({budget} MiB): max_processes lowered to "
+            f"{fitted}", RuntimeWarning, stacklevel=3)
+        c.max_processes = fitted
 
     @staticmethod
     def _unavailable_message(why: str) -> str:
         return (
-            f"the kwaiformers sandbox needs Linux namespaces (network, pid, mount) and could not "
-            f"create them: {why}. Run as root (as in CI), or explicitly accept the weaker "
+            f"the kwaiformers sandbox needs bubblewrap (bwrap) and Linux namespaces and could not "
+            f"use them: {why}. Fix: {INSTALL_HINT}; bwrap must be able to create namespaces "
+            f"(root, or unprivileged user namespaces enabled). Or explicitly accept the weaker "
             f"'process' isolation (rlimits + process-tree kill, no network/file-system isolation) "
             f"with SandboxConfig(isolation='process') or {ISOLATION_ENV_VAR}=process."
         )
@@ -324,11 +528,17 @@ class Sandbox:
     def isolation(self) -> str:
         return str(self.config.isolation)
 
+    @property
+    def memory_limit_scope(self) -> str:
+        """``"job (cgroup vN)"`` or ``"process (rlimit)"``."""
+        if self.cgroups is None:
+            return "process (rlimit)"
+        return f"job (cgroup v{self.cgroups.version})"
+
     def close(self) -> None:
-        """Stop the fork server (also done at interpreter exit)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Remove this sandbox's cgroup directory (also attempted at garbage collection)."""
+        if self.cgroups is not None:
+            self.cgroups.close()
 
     def __del__(self) -> None:
         try:
@@ -337,17 +547,10 @@ class Sandbox:
             pass
 
     # -- internals ---------------------------------------------------------------------------
-    def _get_server(self) -> _ForkServer | None:
-        if not self.config.fork_server:
-            return None
-        with self._server_lock:
-            if self._server is None or not self._server.alive():
-                self._server = _ForkServer(self.config.python)
-            return self._server
     def _probe(self) -> None:
         if self._probed:
             return
-        if self.config.isolation == "namespaces":
+        if self.config.isolation == "bwrap":
             result = self._execute(Job("print('ok')", timeout=10.0), slot=0)
             if result.status != "passed" or result.stdout.strip() != "ok":
                 raise SandboxUnavailableError(self._unavailable_message(
@@ -363,29 +566,180 @@ class Sandbox:
             with self._slot_lock:
                 self._slots.append(slot)
 
-    def _spec(self, workdir: str, status_fd: int, job: Job, timeout: float, slot: int) -> dict:
+    def _site_dirs(self) -> list[str]:
+        if not self.config.site_packages:
+            return []
+        paths = sysconfig.get_paths()
+        if os.path.realpath(self.config.python) != os.path.realpath(sys.executable):
+            return []  # another interpreter: its own layout is unknown here
+        dirs = []
+        for key in ("purelib", "platlib"):
+            if os.path.isdir(paths[key]) and paths[key] not in dirs:
+                dirs.append(paths[key])
+        return dirs
+
+    def _bwrap_args(self) -> tuple[list[str], list[str]]:
+        """The job-independent parts of the bwrap command line: before and after the job's
+        ``/tmp`` tmpfs (binds below ``/tmp``, e.g. a CI venv, must come after it)."""
+        c = self.config
+        python = os.path.abspath(c.python)
+        # the interpreter: its (venv) prefix and the base installation, read-only
+        roots = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)} if \
+            os.path.realpath(python) == os.path.realpath(sys.executable) else set()
+        roots.add(os.path.dirname(os.path.dirname(os.path.realpath(python))))
+        if python != os.path.realpath(python):
+            roots.add(os.path.dirname(os.path.dirname(python)))
+        roots.update(self._site_dirs())
+        roots.update(os.path.realpath(p) for p in c.ro_binds)
+        roots = {r for r in roots if not any(r != o and r.startswith(o.rstrip("/") + "/")
+                                             for o in roots)}  # inside another bind already
+        args = [self._bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+                "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+        if os.geteuid() == 0:
+            # no user namespace: bwrap mounts with root's rights, then the prelude switches to
+            # an unprivileged uid; keep only the capabilities that switch needs
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--unshare-user", "--disable-userns"]
+        args += ["--ro-bind", "/usr", "/usr"]
+        for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            if os.path.islink(top):
+                args += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                args += ["--ro-bind", top, top]
+        for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
+            args += ["--ro-bind-try", etc, etc]
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--perms", "01777", "--size", str(4 << 20), "--tmpfs", "/dev/shm",
+                 "--perms", "0755", "--size", str(1 << 20), "--tmpfs", "/run",
+                 "--perms", "01777", "--size", str(1 << 20), "--tmpfs", "/var/tmp"]
+        tail: list[str] = []
+        made: set[str] = {"/", "/usr", "/tmp", "/dev", "/proc", "/etc", "/run", "/var"}
+        for root in sorted(r for r in roots if r not in ("/", "/usr", "/tmp")
+                           and not r.startswith(("/usr/", "/proc/", "/dev/"))):
+            parts = root.strip("/").split("/")
+            for i in range(1, len(parts)):
+                parent = "/" + "/".join(parts[:i])
+                if parent not in made:
+                    tail += ["--perms", "0755", "--dir", parent]
+                    made.add(parent)
+            tail += ["--ro-bind", root, root]
+            made.add(root)
+        tail += ["--ro-bind", _PRELUDE, _PRELUDE_IN_SANDBOX]
+        return args, tail
+
+    def _env(self, home: str) -> dict[str, str]:
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                "HOME": home, "TMPDIR": home, "OMP_NUM_THREADS": "1",
+                "PYTHONIOENCODING": "utf-8"}
+
+    def _spec(self, job: Job, timeout: float, slot: int, workdir: str) -> dict:
         c = self.config
         drop_uid = None
-        if c.isolation == "namespaces" and os.geteuid() == 0:
+        if c.isolation == "bwrap" and os.geteuid() == 0:
             drop_uid = c.uid_base + self._uid_offset + slot
         return {
             "mode": c.isolation,
             "workdir": workdir,
-            "status_fd": status_fd,
             "memory_mb": c.memory_mb + job.extra_memory_mb,
             "cpu_seconds": job.cpu_seconds or int(math.ceil(timeout)) + 1,
             "file_size_mb": c.file_size_mb,
             "max_open_files": c.max_open_files,
             "max_processes": c.max_processes if drop_uid is not None or os.geteuid() else None,
-            "disk_mb": c.disk_mb + sum(len(d) for d in job.files.values()) // (1 << 20) + 1,
-            "max_files": c.max_files,
-            "masked_paths": [p for p in c.masked_paths if os.path.exists(p)],
             "drop_uid": drop_uid,
+            "site_dirs": self._site_dirs(),
         }
+
+    def _disk_bytes(self, job: Job) -> int:
+        data = sum(len(d) for d in job.files.values()) + len(job.program)
+        return (self.config.disk_mb << 20) + data + (1 << 20)
 
     def _execute(self, job: Job, slot: int) -> Result:
         c = self.config
         timeout = job.timeout if job.timeout is not None else c.default_timeout
+        cgroup = None
+        if self.cgroups is not None:
+            limit = (c.memory_mb + job.extra_memory_mb + 32) * (1 << 20) + self._disk_bytes(job)
+            cgroup = self.cgroups.create(limit)
+        try:
+            if c.isolation == "bwrap":
+                return self._execute_bwrap(job, slot, timeout, cgroup)
+            return self._execute_process(job, slot, timeout, cgroup)
+        finally:
+            if cgroup is not None:
+                self.cgroups.remove(cgroup)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _memfd(name: str, data: bytes) -> int:
+        fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: only pass_fds reach the child
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.lseek(fd, 0, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _with_cgroup(self, cmd: list[str], cgroup: str | None) -> list[str]:
+        if cgroup is None:
+            return cmd
+        # the launcher joins the job's cgroup before exec, so every process of the job is in it
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                MemoryCgroups.procs_file(cgroup), *cmd]
+
+    def _execute_bwrap(self, job: Job, slot: int, timeout: float, cgroup: str | None) -> Result:
+        c = self.config
+        stdin = job.stdin.encode() if isinstance(job.stdin, str) else job.stdin
+        files = {"main.py": job.program.encode(), **{
+            name: data.encode() if isinstance(data, str) else data
+            for name, data in job.files.items()}}
+        fds: list[int] = []
+        try:
+            head, tail = self._bwrap_base
+            args = [*head, "--perms", "01777", "--size", str(self._disk_bytes(job)), "--tmpfs",
+                    _WORKDIR, *tail]
+            for name, data in files.items():
+                fds.append(self._memfd(name, data))
+                args += ["--file", str(fds[-1]), f"{_WORKDIR}/{name}"]
+            args += ["--chdir", _WORKDIR, "--clearenv"]
+            for key, value in self._env(_WORKDIR).items():
+                args += ["--setenv", key, value]
+            spec = self._spec(job, timeout, slot, _WORKDIR)
+            args += ["--", os.path.abspath(c.python), "-I", "-S", "-B", _PRELUDE_IN_SANDBOX,
+                     json.dumps(spec)]
+            stdin_fd = self._memfd("stdin", stdin)
+            fds.append(stdin_fd)
+            start = time.monotonic()
+            proc = subprocess.Popen(
+                self._with_cgroup(args, cgroup), stdin=stdin_fd, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, cwd="/", env={}, start_new_session=True,
+                pass_fds=fds[:-1], close_fds=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        out, err, overflow, timed_out, status, usage = self._collect(
+            proc, start + timeout + c.startup_grace)
+        elapsed = time.monotonic() - start
+        report: dict = {"cpu_time": usage.ru_utime + usage.ru_stime if usage else None}
+        if os.WIFSIGNALED(status):  # bwrap itself was killed (timeout, output cap)
+            report["signal"] = os.WTERMSIG(status)
+        else:
+            code = os.WEXITSTATUS(status)
+            if 128 < code <= 128 + 64:  # bwrap reports "killed by signal s" as 128 + s
+                report["signal"] = code - 128
+            else:
+                report["exit_code"] = code
+            if code == 1 and err.startswith("bwrap: "):
+                report = {"setup_error": err.strip()[:500]}
+        oom = cgroup is not None and self.cgroups.oom_killed(cgroup)  # type: ignore[union-attr]
+        peak = self.cgroups.peak_mb(cgroup) if cgroup is not None else None  # type: ignore[union-attr]
+        return self._classify(job, timeout, report, out, err, overflow, timed_out, elapsed,
+                              oom, peak)
+
+    def _execute_process(self, job: Job, slot: int, timeout: float, cgroup: str | None) -> Result:
+        c = self.config
         workdir = tempfile.mkdtemp(prefix="kwf-sandbox-", dir=c.tmp_dir)
         status_r = status_w = -1
         try:
@@ -397,116 +751,41 @@ class Sandbox:
             for name, data in job.files.items():
                 with open(os.path.join(workdir, name), "wb") as f:
                     f.write(data.encode() if isinstance(data, str) else data)
-            spec = self._spec(workdir, -1, job, timeout, slot)
-            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-                   "HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1",
-                   "PYTHONIOENCODING": "utf-8"}
-            spec["env"] = env
-            server = self._get_server()
-            if server is not None:
-                try:
-                    return self._execute_forked(server, job, spec, timeout)
-                except _ServerDown:  # restart it for the next job; run this one directly
-                    self._drop_server(server)
+            spec = self._spec(job, timeout, slot, workdir)
             status_r, status_w = os.pipe()
             spec["status_fd"] = status_w
             start = time.monotonic()
             proc = subprocess.Popen(
-                [c.python, "-I", "-B", _PRELUDE, json.dumps(spec)],
+                self._with_cgroup([c.python, "-I", "-S", "-B", _PRELUDE, json.dumps(spec)],
+                                  cgroup),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=workdir, env=env, start_new_session=True, pass_fds=(status_w,),
-                close_fds=True)
+                cwd=workdir, env=self._env(workdir), start_new_session=True,
+                pass_fds=(status_w,), close_fds=True)
             os.close(status_w)
             status_w = -1
-            out, err, overflow, timed_out = self._collect(proc, start + timeout + c.startup_grace)
+            out, err, overflow, timed_out, _, _ = self._collect(
+                proc, start + timeout + c.startup_grace)
             elapsed = time.monotonic() - start
             with os.fdopen(status_r, "rb") as f:
                 status_r = -1
                 raw = f.read().decode(errors="replace").strip().splitlines()
-            report = json.loads(raw[-1]) if raw else {}
-            return self._classify(job, timeout, report, proc.returncode, out, err, overflow,
-                                  timed_out, elapsed)
+            try:
+                report = json.loads(raw[-1]) if raw else {}
+            except json.JSONDecodeError:
+                report = {}
+            oom = cgroup is not None and self.cgroups.oom_killed(cgroup)  # type: ignore[union-attr]
+            peak = self.cgroups.peak_mb(cgroup) if cgroup is not None else None  # type: ignore[union-attr]
+            return self._classify(job, timeout, report, out, err, overflow, timed_out, elapsed,
+                                  oom, peak)
         finally:
             for fd in (status_r, status_w):
                 if fd >= 0:
                     os.close(fd)
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _execute_forked(self, server: _ForkServer, job: Job, spec: dict, timeout: float) -> Result:
-        """Run through the fork server; the job ends when stdout, stderr and the status pipe
-        are all closed (every process of the job is gone)."""
-        c = self.config
-        status_r, status_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        start = time.monotonic()
-        try:
-            pid = server.launch(dict(spec, status_fd=-1), [out_w, err_w, status_w])
-        except BaseException as exc:
-            for fd in (out_r, err_r, status_r):
-                os.close(fd)
-            if isinstance(exc, (OSError, RuntimeError, ValueError)):
-                raise _ServerDown(str(exc)) from exc
-            raise
-        finally:
-            for fd in (out_w, err_w, status_w):
-                os.close(fd)
-        deadline = start + timeout + c.startup_grace
-        bufs = {out_r: bytearray(), err_r: bytearray(), status_r: bytearray()}
-        caps = {out_r: c.max_output_bytes, err_r: c.max_stderr_bytes, status_r: 1 << 16}
-        overflow = timed_out = False
-        try:
-            with selectors.DefaultSelector() as sel:
-                for fd in bufs:
-                    sel.register(fd, selectors.EVENT_READ)
-                killed_at = None
-                while sel.get_map():
-                    now = time.monotonic()
-                    if killed_at is None and (now >= deadline or overflow):
-                        timed_out = not overflow
-                        self._killpg(pid)
-                        killed_at = now
-                    if killed_at is not None and now - killed_at > 5:
-                        break  # the pipes should have closed by now; give up on them
-                    wait = 0.5 if killed_at is not None else min(deadline - now, 0.5)
-                    for key, _ in sel.select(timeout=max(wait, 0.01)):
-                        chunk = os.read(key.fd, 65536)
-                        if not chunk:
-                            sel.unregister(key.fd)
-                            continue
-                        buf = bufs[key.fd]
-                        room = caps[key.fd] - len(buf)
-                        buf.extend(chunk[:max(room, 0)])
-                        if len(chunk) > room and key.fd == out_r:
-                            overflow = True
-        finally:
-            for fd in (out_r, err_r, status_r):
-                os.close(fd)
-        elapsed = time.monotonic() - start
-        decode = lambda b: bytes(b).decode("utf-8", errors="replace")  # noqa: E731
-        raw = decode(bufs[status_r]).strip().splitlines()
-        try:
-            report = json.loads(raw[-1]) if raw else {}
-        except json.JSONDecodeError:
-            report = {}
-        return self._classify(job, timeout, report, None, decode(bufs[out_r]),
-                              decode(bufs[err_r]), overflow, timed_out, elapsed)
-
-    @staticmethod
-    def _killpg(pid: int) -> None:
-        for kill in (os.killpg, os.kill):  # the group, and the launcher itself in case it has
-            try:                            # not reached setsid() yet
-                kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def _drop_server(self, server: _ForkServer) -> None:
-        with self._server_lock:
-            if self._server is server:
-                self._server = None
-        server.close()
-
     def _collect(self, proc: subprocess.Popen, deadline: float):
+        """Read capped stdout/stderr until both close or the deadline; kill the process group
+        on timeout or output overflow; reap with ``wait4`` (CPU time of the reaped tree)."""
         c = self.config
         buffers = {proc.stdout: bytearray(), proc.stderr: bytearray()}
         caps = {proc.stdout: c.max_output_bytes, proc.stderr: c.max_stderr_bytes}
@@ -534,34 +813,45 @@ class Sandbox:
                     break
         if timed_out or overflow:
             self._kill(proc)
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:  # e.g. it closed its pipes but kept running
+        status, usage = self._wait(proc, max(1.0, deadline - time.monotonic()))
+        if status is None:  # it closed its pipes but kept running
             timed_out = True
             self._kill(proc)
-            proc.wait()
+            status, usage = self._wait(proc, None)
         for stream in buffers:
             stream.close()
         decode = lambda b: bytes(b).decode("utf-8", errors="replace")  # noqa: E731
-        return decode(buffers[proc.stdout]), decode(buffers[proc.stderr]), overflow, timed_out
+        return (decode(buffers[proc.stdout]), decode(buffers[proc.stderr]), overflow, timed_out,
+                status, usage)
+
+    @staticmethod
+    def _wait(proc: subprocess.Popen, timeout: float | None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if deadline else 0)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, usage
+            if time.monotonic() >= deadline:  # type: ignore[operator]
+                return None, None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
-    def _classify(self, job: Job, timeout: float, report: dict, returncode: int | None, out: str,
-                  err: str,
-                  overflow: bool, timed_out: bool, elapsed: float) -> Result:
+    def _classify(self, job: Job, timeout: float, report: dict, out: str, err: str,
+                  overflow: bool, timed_out: bool, elapsed: float, oom: bool = False,
+                  peak: float | None = None) -> Result:
         def result(status: Status, reason: str = "") -> Result:
             return Result(status, out, err, elapsed, report.get("exit_code"), report.get("signal"),
-                          report.get("cpu_time"), reason, overflow)
+                          report.get("cpu_time"), reason, overflow, peak)
 
         if "setup_error" in report:
             return result("killed", report["setup_error"])
@@ -569,16 +859,18 @@ class Sandbox:
             return result("killed", f"output exceeded {self.config.max_output_bytes} bytes")
         if timed_out:
             return result("timeout", "wall-clock timeout")
-        if not report:
-            return result("killed", f"sandbox launcher exited with {returncode} without a report")
+        if not report or ("exit_code" not in report and "signal" not in report):
+            return result("killed", "sandbox launcher exited without a report")
         sig = report.get("signal")
         cpu_limit = job.cpu_seconds or int(math.ceil(timeout)) + 1
+        failed = sig is not None or report.get("exit_code") != 0
+        if oom and failed:
+            return result("memory", "job memory limit (cgroup) exceeded")
         if sig == getattr(signal, "SIGXFSZ", -1):
             return result("runtime_error", "file size limit exceeded")
         if sig == signal.SIGXCPU or (
                 sig == signal.SIGKILL and (report.get("cpu_time") or 0) >= cpu_limit - 0.05):
             return result("timeout", "CPU time limit")
-        failed = sig is not None or report.get("exit_code") != 0
         if failed and ("MemoryError" in err[-2000:] or "Cannot allocate memory" in err[-2000:]):
             return result("memory", "memory limit")
         if sig is not None:

@@ -38,7 +38,8 @@ class ECPOConfig(GRPOConfig):
         format_reward_weight: weight of the format-reward ECPO term.
         sft_weight: weight of the joint NTP (RSFT) term on the users' logged targets (0: off).
         sft_filter_quantile: RSFT filter: drop targets whose play time is below this quantile of
-            the batch (TR §3.5: the bottom 50%); 0 keeps all; ignored without
+            the batch (TR §3.5: the bottom 50%, i.e. 0.5); default 0 keeps all (the filter alone
+            raises play time, so comparisons name it as its own baseline); ignored without
             ``target_play_time``.
     """
 
@@ -52,7 +53,7 @@ class ECPOConfig(GRPOConfig):
     format_reward_k: int = field(default=0, metadata={"help": "K of the format reward (0: off)."})
     format_reward_weight: float = field(default=1.0, metadata={"help": "Format-reward weight."})
     sft_weight: float = field(default=1.0, metadata={"help": "Joint NTP (RSFT) weight."})
-    sft_filter_quantile: float = field(default=0.5, metadata={"help": "RSFT play-time filter."})
+    sft_filter_quantile: float = field(default=0.0, metadata={"help": "RSFT play-time filter."})
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,8 +6,9 @@ Per generation batch of logged exposures (real user feedback):
 * DARS advantages (:func:`~kwaiformers.rewards.duration_aware_advantages`): +1 for the batch's
   top-quantile play-time percentiles within the user's own duration bucket, -1 on explicit
   negatives (``target_is_negative``, e.g. KuaiRand ``is_hate``), 0 (filtered out) otherwise;
-* ``pi_old`` = the logged generation probability (``target_logged_prob``) when the exposure came
-  from OneRec, ``sg(pi)`` for legacy-pipeline exposures (NaN / missing);
+* ``pi_old`` = the logged generation probability (``target_logged_prob``) when the model itself
+  served the exposure (``target_served_by_model``), ``sg(pi)`` for every other exposure (V2
+  §3.1.2; ``GBPOConfig.old_policy_prob``);
 * loss = ``rl_weight`` x mean over exposures with A != 0 of :func:`~kwaiformers.trainers.losses.
   gbpo_loss` + ``sft_weight`` x the NTP loss on the exposures kept by the RSFT filter;
 * hybrid: ``num_generations`` beam-search rollouts per exposure's user, scored by the reward model,
@@ -104,15 +105,7 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
             config=self.dars,
             return_details=True,
         )
-        logged = batch.get("target_logged_prob")
-        if logged is None:
-            old_item = torch.full((n,), float("nan"), device=batch["target_sids"].device)
-        else:
-            lp = logged.float()
-            if ((lp <= 0) | (lp > 1)).any():
-                bad = lp[(lp <= 0) | (lp > 1)]
-                raise ValueError(f"target_logged_prob must be in (0, 1] or NaN, got e.g. {bad[0].item()}")
-            old_item = torch.log(lp)  # NaN stays NaN -> sg(pi)
+        old_item = self.old_log_probs(batch, args.old_policy_prob)
         sft = self._sft_mask(batch, args.sft_filter_quantile) if args.sft_weight > 0 else torch.zeros(
             n, dtype=torch.bool, device=batch["target_sids"].device
         )
@@ -137,6 +130,33 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
             self._log_metric("rollout/reward", rewards[finite].mean() if finite.any() else float("nan"))
             self._log_metric("legality", legal.float().mean())
         return out
+
+    @staticmethod
+    def old_log_probs(batch: dict[str, torch.Tensor], source: str = "served") -> torch.Tensor:
+        """Item-level ``log pi_old`` per logged exposure; NaN means ``sg(pi)`` (see
+        ``GBPOConfig.old_policy_prob``: ``"served"`` keeps ``target_logged_prob`` only where
+        ``target_served_by_model`` is True)."""
+        n = batch["target_sids"].shape[0]
+        device = batch["target_sids"].device
+        nan = torch.full((n,), float("nan"), device=device)
+        logged = batch.get("target_logged_prob")
+        if source == "current" or logged is None:
+            return nan
+        lp = logged.float()
+        bad = (lp <= 0) | (lp > 1)
+        if bad.any():
+            raise ValueError(f"target_logged_prob must be in (0, 1] or NaN, got e.g. {lp[bad][0].item()}")
+        old = torch.log(lp)  # NaN stays NaN -> sg(pi)
+        if source == "logged":
+            return old
+        if source != "served":
+            raise ValueError(f"old_policy_prob must be 'served', 'logged' or 'current', got {source!r}")
+        served = batch.get("target_served_by_model")
+        if served is None:
+            return nan
+        if served.shape != (n,):
+            raise ValueError(f"target_served_by_model must be a BoolTensor[{n}], got {tuple(served.shape)}")
+        return torch.where(served.bool(), old, nan)
 
     def _compute_loss(self, model, inputs: dict[str, Any]) -> torch.Tensor:
         args: GBPOConfig = self.args

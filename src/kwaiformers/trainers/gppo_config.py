@@ -18,8 +18,18 @@ class GPPOConfig(GRPOConfig):
 
     The clip range is TRL's: ``epsilon`` (= epsilon_low, 0.2) and ``epsilon_high`` (default here
     **0.28**, DAPO clip-higher as in Klear). The aggregation is TRL's ``loss_type``
-    (``"dapo"``: a token mean over the accumulation window, Klear's ``token-mean``; also
-    ``"grpo"``, ``"bnpo"``, ``"dr_grpo"``, ``"luspo"``); only the per-token surrogate changes.
+    (``"dapo"``, ``"grpo"``, ``"bnpo"``, ``"dr_grpo"``, ``"luspo"``); only the per-token surrogate
+    changes.
+
+    **Token mean: dapo vs Klear.** Klear's ``token-mean`` divides each optimizer step's summed
+    token loss by *that step's* token count (a mean over the mini-batch). TRL's ``"dapo"`` divides
+    every step by the rollout's *average* tokens per step (``num_items_in_batch`` of the whole
+    generation batch x ``gradient_accumulation_steps / steps_per_generation``): with one optimizer
+    step per rollout the two agree, but with several (``steps_per_generation > GA``, as in
+    Klear's recipes) a step whose completions are longer than average gets a larger loss scale.
+    For Klear's exact per-step mini-batch token mean use ``loss_type="bnpo"`` with
+    ``gradient_accumulation_steps=1`` (bnpo is a token mean over the micro-batch, which then is
+    the optimizer step's mini-batch; with GA > 1 it becomes a mean of micro-batch means).
 
     **Off-policy matters.** With TRL's defaults (``num_iterations=1`` and
     ``steps_per_generation == gradient_accumulation_steps``) the old log-probs are the current

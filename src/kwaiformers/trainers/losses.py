@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__: list[str] = ["ecpo_loss", "gbpo_loss", "gppo_per_token_loss"]
+__all__: list[str] = ["cispo_per_token_loss", "ecpo_loss", "gbpo_loss", "gppo_per_token_loss"]
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:
@@ -183,6 +183,45 @@ def gbpo_loss(
 # --------------------------------------------------------------------------------------------
 
 
+def _check_per_token_inputs(
+    per_token_logps: torch.Tensor, old_per_token_logps: torch.Tensor, advantages: torch.Tensor
+) -> torch.Tensor:
+    """Validate ``(B, T)`` log-probs, matching old log-probs and ``(B,)``/``(B, 1)``/``(B, T)``
+    advantages; return the advantages as a 2-D tensor (broadcastable over tokens)."""
+    if not isinstance(per_token_logps, torch.Tensor):
+        raise TypeError(
+            f"per_token_logps must be a torch.Tensor, got {type(per_token_logps).__name__}"
+        )
+    if not isinstance(old_per_token_logps, torch.Tensor):
+        raise TypeError(
+            f"old_per_token_logps must be a torch.Tensor, got {type(old_per_token_logps).__name__}"
+        )
+    if not isinstance(advantages, torch.Tensor):
+        raise TypeError(f"advantages must be a torch.Tensor, got {type(advantages).__name__}")
+    if per_token_logps.dim() != 2 or not per_token_logps.is_floating_point():
+        raise ValueError(
+            f"per_token_logps must be a floating (B, T) tensor, got shape "
+            f"{tuple(per_token_logps.shape)} and dtype {per_token_logps.dtype}"
+        )
+    if old_per_token_logps.shape != per_token_logps.shape:
+        raise ValueError(
+            f"old_per_token_logps has shape {tuple(old_per_token_logps.shape)}, expected "
+            f"{tuple(per_token_logps.shape)}"
+        )
+    batch = per_token_logps.shape[0]
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(1)
+    if advantages.dim() != 2 or advantages.shape[0] != batch or advantages.shape[1] not in (
+        1,
+        per_token_logps.shape[1],
+    ):
+        raise ValueError(
+            f"advantages must have shape ({batch},), ({batch}, 1) or "
+            f"{tuple(per_token_logps.shape)}, got {tuple(advantages.shape)}"
+        )
+    return advantages.to(per_token_logps.dtype)
+
+
 def gppo_per_token_loss(
     per_token_logps: torch.Tensor,
     old_per_token_logps: torch.Tensor,
@@ -227,37 +266,7 @@ def gppo_per_token_loss(
     Returns:
         The per-token loss, shape ``(B, T)`` (or ``(B, 1)``); mask and aggregate it yourself.
     """
-    if not isinstance(per_token_logps, torch.Tensor):
-        raise TypeError(
-            f"per_token_logps must be a torch.Tensor, got {type(per_token_logps).__name__}"
-        )
-    if not isinstance(old_per_token_logps, torch.Tensor):
-        raise TypeError(
-            f"old_per_token_logps must be a torch.Tensor, got {type(old_per_token_logps).__name__}"
-        )
-    if not isinstance(advantages, torch.Tensor):
-        raise TypeError(f"advantages must be a torch.Tensor, got {type(advantages).__name__}")
-    if per_token_logps.dim() != 2 or not per_token_logps.is_floating_point():
-        raise ValueError(
-            f"per_token_logps must be a floating (B, T) tensor, got shape "
-            f"{tuple(per_token_logps.shape)} and dtype {per_token_logps.dtype}"
-        )
-    if old_per_token_logps.shape != per_token_logps.shape:
-        raise ValueError(
-            f"old_per_token_logps has shape {tuple(old_per_token_logps.shape)}, expected "
-            f"{tuple(per_token_logps.shape)}"
-        )
-    batch = per_token_logps.shape[0]
-    if advantages.dim() == 1:
-        advantages = advantages.unsqueeze(1)
-    if advantages.dim() != 2 or advantages.shape[0] != batch or advantages.shape[1] not in (
-        1,
-        per_token_logps.shape[1],
-    ):
-        raise ValueError(
-            f"advantages must have shape ({batch},), ({batch}, 1) or "
-            f"{tuple(per_token_logps.shape)}, got {tuple(advantages.shape)}"
-        )
+    advantages = _check_per_token_inputs(per_token_logps, old_per_token_logps, advantages)
     if not 0.0 <= epsilon_low < 1.0:
         raise ValueError(f"epsilon_low must be in [0, 1), got {epsilon_low}")
     if not epsilon_high >= 0.0:
@@ -267,7 +276,6 @@ def gppo_per_token_loss(
     if dual_clip_c is not None and not dual_clip_c > 1.0:
         raise ValueError(f"dual_clip_c must be > 1 or None, got {dual_clip_c}")
 
-    advantages = advantages.to(per_token_logps.dtype)
     log_ratio = per_token_logps - old_per_token_logps.detach().to(per_token_logps.dtype)
     ratio = torch.exp(log_ratio)
     # value exactly 1, gradient d(log pi): the stop-gradient trick r / sg(r) in log space
@@ -286,3 +294,52 @@ def gppo_per_token_loss(
         dual_active = (advantages < 0) & (loss.detach() > dual_bound)
         loss = torch.where(dual_active, dual_bound.expand_as(loss), loss)
     return loss
+
+
+# --------------------------------------------------------------------------------------------
+# CISPO (MiniMax-M1, arXiv 2506.13585 §3.1, Eq. 4-5)
+# --------------------------------------------------------------------------------------------
+
+
+def cispo_per_token_loss(
+    per_token_logps: torch.Tensor,
+    old_per_token_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    epsilon_high: float,
+    epsilon_low: float | None = None,
+) -> torch.Tensor:
+    r"""Clipped IS-weight Policy Optimization, per-token loss (to be minimised).
+
+    .. math::
+        \ell = -\mathrm{sg}(\hat r)\,A\,\log\pi_\theta,\qquad
+        \hat r = \mathrm{clip}(r, 1-\epsilon_{low}^{IS}, 1+\epsilon_{high}^{IS}),\quad
+        r = \pi_\theta/\pi_{old}
+
+    (MiniMax-M1 Eq. 4 with the IS weight of Eq. 5). Every token keeps the REINFORCE gradient
+    :math:`-\hat r A \nabla\log\pi_\theta`; only the (stop-gradient) weight is clipped, there is no
+    PPO ``min``. MiniMax drops the lower bound (``epsilon_low=None``, the default), which is what
+    TRL's ``loss_type="cispo"`` does; TRL's ``epsilon_high`` is the absolute cap ``1 + epsilon_high``
+    here (TRL ``epsilon_high=1.28`` = ours ``0.28``), so with ``epsilon_low=None`` the value and
+    gradient equal TRL 1.16's ``-clamp(r, max=cap).detach() * A * logp``.
+
+    Args:
+        per_token_logps: ``(B, T)`` log pi_theta of the sampled tokens (differentiable).
+        old_per_token_logps: same shape, log pi_old (treated as a constant).
+        advantages: ``(B,)`` per-sequence, ``(B, 1)`` or ``(B, T)``.
+        epsilon_high: upper clip of the IS weight, ``1 + epsilon_high`` (>= 0).
+        epsilon_low: lower clip ``1 - epsilon_low`` (in ``[0, 1)``), or ``None`` for no lower bound.
+
+    Returns:
+        The per-token loss, shape ``(B, T)``; mask and aggregate it yourself.
+    """
+    advantages = _check_per_token_inputs(per_token_logps, old_per_token_logps, advantages)
+    if not epsilon_high >= 0.0:
+        raise ValueError(f"epsilon_high must be >= 0, got {epsilon_high}")
+    if epsilon_low is not None and not 0.0 <= epsilon_low < 1.0:
+        raise ValueError(f"epsilon_low must be in [0, 1) or None, got {epsilon_low}")
+    with torch.no_grad():
+        ratio = torch.exp(per_token_logps - old_per_token_logps.to(per_token_logps.dtype))
+        weight = torch.clamp(
+            ratio, min=None if epsilon_low is None else 1.0 - epsilon_low, max=1.0 + epsilon_high
+        )
+    return -weight * advantages * per_token_logps

@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OneRecPretrainRecipe", "add_arguments", "build_data", "load_recipe", "run", "run_recipe"]
+__all__ = ["OneRecPretrainRecipe", "add_arguments", "build_data", "build_model", "eval_baselines",
+           "load_recipe", "run", "run_recipe", "train_recipe"]
 
 _MODEL_TYPES = ("onerec", "onerec_v2")
 
@@ -64,139 +65,93 @@ def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRe
     recipe.model.setdefault("type", "onerec_v2")
     if recipe.model["type"] not in _MODEL_TYPES:
         raise ValueError(f"model.type must be one of {_MODEL_TYPES}, got {recipe.model['type']!r}")
+    from kwaiformers.data.pipeline import DATA_DEFAULTS, TOKENIZER_DEFAULTS, _merge
+
     source = recipe.data.setdefault("source", "simulator")
     if source not in ("simulator", "kuairand", "kuairec", "movielens"):
         raise ValueError(f"data.source must be simulator|kuairand|kuairec|movielens, got {source!r}")
     if source != "simulator" and not recipe.data.get("data_dir"):
         raise ValueError(f"data.data_dir is required for data.source={source!r}")
+    _merge(DATA_DEFAULTS, recipe.data, "data")  # unknown keys are errors
+    _merge(TOKENIZER_DEFAULTS, recipe.tokenizer, "tokenizer")
+    unknown = set(recipe.eval) - set(_EVAL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown eval key(s) {sorted(unknown)}; expected some of {list(_EVAL_KEYS)}")
     recipe.training.setdefault("output_dir", "outputs/onerec")
     return recipe
 
 
 # ------------------------------------------------------------------------------------------ data
-@dataclass
-class OneRecData:
-    """Everything the trainer needs: splits, item index, tokenizer, feature spec, collator."""
+def build_data(recipe: OneRecPretrainRecipe):
+    """The recipe's ``data`` and ``tokenizer`` sections through the one OneRec data pipeline
+    (:func:`kwaiformers.data.pipeline.build_onerec_data`); returns its ``OneRecData``."""
+    from kwaiformers.data.pipeline import build_onerec_data
 
-    splits: Any
-    index: Any
-    tokenizer: Any
-    feature_spec: Any
-    collator: Any
-    train_item_ids: Any
-
-
-def _load_logs(data: Mapping[str, Any]):
-    source = data["source"]
-    if source == "simulator":
-        from kwaiformers.data.simulator import UserSimulator
-
-        sim_cfg = dict(data.get("simulator", {}))
-        sim = UserSimulator(
-            num_users=int(sim_cfg.get("num_users", 500)),
-            num_items=int(sim_cfg.get("num_items", 500)),
-            seed=int(sim_cfg.get("seed", 0)),
-        )
-        logs = sim.generate_logs(days=int(sim_cfg.get("days", 7)), seed=int(sim_cfg.get("seed", 0)),
-                                 progress=True)
-        return logs.to_dataset()
-    from kwaiformers.data import loaders
-
-    loader = {"kuairand": loaders.load_kuairand, "kuairec": loaders.load_kuairec,
-              "movielens": loaders.load_movielens}[source]
-    return loader(data["data_dir"], **dict(data.get("loader_kwargs", {})))
-
-
-def build_data(recipe: OneRecPretrainRecipe) -> OneRecData:
-    """Logs -> semantic IDs -> index -> chronological samples (deterministic given the seeds)."""
-    import numpy as np
-    import torch
-
-    from kwaiformers.data.collator import OneRecCollator
-    from kwaiformers.data.embeddings import collaborative_embeddings
-    from kwaiformers.data.samples import OneRecSampleBuilder
-    from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
-
-    data, tok_cfg = recipe.data, recipe.tokenizer
-    bundle = _load_logs(data)
-    interactions, users, items = bundle["interactions"], bundle.get("users"), bundle.get("items")
-    item_ids = items["item_id"] if items is not None else None
-    ids, emb = collaborative_embeddings(interactions, dim=int(tok_cfg.get("embedding_dim", 32)),
-                                        item_ids=item_ids, seed=int(tok_cfg.get("seed", 0)))
-    tokenizer = SemanticIdTokenizer().fit(
-        emb, num_levels=int(tok_cfg.get("num_levels", 3)),
-        codebook_size=tok_cfg.get("codebook_size", 32), method=tok_cfg.get("method", "kmeans"),
-        niter=int(tok_cfg.get("niter", 20)), seed=int(tok_cfg.get("seed", 0)),
-    )
-    all_items = np.asarray(interactions["item_id"], dtype=np.int64)
-    counts = np.bincount(all_items, minlength=int(ids.max()) + 1)[ids.numpy()]
-    index = tokenizer.build_index(item_ids=ids, popularity=torch.tensor(counts, dtype=torch.float64),
-                                  disambiguate=bool(tok_cfg.get("disambiguate", False)))
-    builder = OneRecSampleBuilder(
-        index, users=users, short_len=int(data.get("short_len", 20)),
-        long_len=int(data.get("long_len", 64)), min_history=int(data.get("min_history", 1)),
-        unknown_item="skip",
-    )
-    splits = builder.build_splits(interactions, valid_fraction=float(data.get("valid_fraction", 0.1)),
-                                  test_fraction=float(data.get("test_fraction", 0.1)))
-    for name, key in (("train", "max_train_samples"), ("validation", "max_eval_samples"),
-                      ("test", "max_eval_samples")):
-        limit = data.get(key)
-        if limit is not None and len(splits[name]) > int(limit):
-            # keep the most recent samples (the splits are in time order)
-            splits[name] = splits[name].select(range(len(splits[name]) - int(limit), len(splits[name])))
-    collator = OneRecCollator(builder.feature_spec)
-    return OneRecData(splits=splits, index=index, tokenizer=tokenizer, feature_spec=builder.feature_spec,
-                      collator=collator, train_item_ids=torch.as_tensor(splits["train"]["target_item_id"]))
+    return build_onerec_data(recipe.data, recipe.tokenizer, progress=True)
 
 
 # ----------------------------------------------------------------------------------------- model
 def build_model(recipe: OneRecPretrainRecipe, spec: Any):
     """The configured model sized to the data (feature vocabularies, levels, history lengths)."""
-    cfg = dict(recipe.model)
-    model_type = cfg.pop("type")
-    preset = cfg.pop("preset", None)
-    sized = dict(
-        user_feature_vocab_sizes=list(spec.user_feature_vocab_sizes),
-        num_sid_levels=int(spec.num_levels), codebook_size=list(spec.level_sizes),
-        short_seq_len=int(spec.short_len), long_seq_len=int(spec.long_len),
-    )
-    if model_type == "onerec_v2":
-        from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config as Config
-        from kwaiformers.models.onerec_v2.modeling_onerec_v2 import (
-            OneRecV2ForGenerativeRecommendation as Model,
-        )
-    else:
-        from kwaiformers.models.onerec.configuration_onerec import OneRecConfig as Config
-        from kwaiformers.models.onerec.modeling_onerec import (
-            OneRecForGenerativeRecommendation as Model,
-        )
+    from kwaiformers.data.pipeline import build_onerec_model
 
-        sized["num_lifelong_queries"] = cfg.pop("num_lifelong_queries", 0)  # no lifelong pathway data
-    kwargs = {**cfg, **sized}
-    config = Config.from_preset(preset, **kwargs) if preset else Config(**kwargs)
-    return Model(config)
+    return build_onerec_model(spec, recipe.model)
+
+
+_EVAL_KEYS = ("ks", "beam_size", "batch_size", "max_batches", "constrained", "recommend",
+              "exclude_seen", "baselines", "early_stopping_patience", "knn_neighbours")
+_BASELINES = ("popularity", "item_knn")
+
+
+def eval_baselines(data: Any, dataset: Any, ks: tuple[int, ...],
+                   exclude_seen: bool, baselines: Any = ("popularity",),
+                   knn_neighbours: int = 100) -> dict[str, Any]:
+    """Baseline recommendations ``{name: LongTensor[N, max(ks)]}`` for the samples of ``dataset``
+    (evaluation rows built by ``data``) under the recipe's protocol: ``popularity`` (RecBole's
+    ``Pop``: counts of the training interactions) and ``item_knn`` (cosine item-kNN over the
+    training interactions, scored from the user's history before the target), masking the seen
+    items when ``exclude_seen``."""
+    import numpy as np
+
+    from kwaiformers.evaluation.recommendation import (
+        item_knn_recommendations,
+        popularity_recommendations,
+    )
+
+    bad = [b for b in baselines if b not in _BASELINES]
+    if bad:
+        raise ValueError(f"eval.baselines must be a subset of {_BASELINES}, got {bad}")
+    seen = data.seen_items("test", dataset)
+    exclude = seen if exclude_seen else None
+    train = data.train_interactions
+    users = train["user_id"].to_numpy(np.int64, copy=True)
+    items = train["item_id"].to_numpy(np.int64, copy=True)
+    out = {}
+    if "popularity" in baselines:
+        out["popularity"] = popularity_recommendations(items, max(ks), len(seen), exclude_items=exclude)
+    if "item_knn" in baselines:
+        out["item_knn"] = item_knn_recommendations(
+            users, items, seen, max(ks),
+            exclude_items=exclude, neighbours=knn_neighbours, candidate_items=data.index.item_ids)
+    return out
 
 
 def _make_trainer_class():
     import torch
     from transformers import Trainer
 
-    from kwaiformers.evaluation.recommendation import (
-        evaluate_recommender,
-        popularity_recommendations,
-        recommendation_metrics,
-    )
+    from kwaiformers.evaluation.recommendation import evaluate_recommender, recommendation_metrics
     from kwaiformers.models.onerec.modeling_moe import moe_load_stats
 
     class OneRecPretrainTrainer(Trainer):
-        """``Trainer`` adding beam-search Recall/NDCG/legality to evaluation and MoE load to logs."""
+        """``Trainer`` adding beam-search Recall/NDCG/legality (optionally with the user's seen
+        items excluded inside the search) and the baselines to evaluation, MoE load to logs."""
 
-        def __init__(self, *args, item_index=None, eval_settings=None, train_item_ids=None, **kwargs):
+        def __init__(self, *args, item_index=None, eval_settings=None, onerec_data=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.item_index = item_index
             self.eval_settings = dict(eval_settings or {})
-            self.train_item_ids = train_item_ids
+            self.onerec_data = onerec_data
 
         def log(self, logs: dict[str, float], *args, **kwargs) -> None:
             if "loss" in logs:
@@ -204,63 +159,75 @@ def _make_trainer_class():
             super().log(logs, *args, **kwargs)
 
         def recommendation_metrics(self, dataset, prefix: str) -> dict[str, float]:
-            """Beam-search metrics on the first ``batch_size * max_batches`` rows; with several
-            processes each one searches a contiguous shard of those rows and the recommendations
-            are gathered before scoring (the metrics of one process on all the rows)."""
             settings = self.eval_settings
             ks = tuple(int(k) for k in settings.get("ks", (1, 5, 10)))
-            batch_size = int(settings.get("batch_size", 64))
+            bsz = int(settings.get("batch_size", 64))
             max_batches = settings.get("max_batches")
-            gather, full = None, dataset
+            if max_batches is not None and len(dataset) > bsz * int(max_batches):
+                dataset = dataset.select(range(bsz * int(max_batches)))
+            data = self.onerec_data
+            exclude_seen = bool(settings.get("exclude_seen", False))
+            exclude = data.seen_items("test", dataset) if (exclude_seen and data is not None) else None
+            shard, gather = dataset, None
             world = self.accelerator.num_processes
-            if world > 1:
+            if world > 1:  # each process searches a contiguous shard; recommendations gathered
                 from accelerate.utils import gather_object
 
-                n_rows = min(len(dataset), batch_size * int(max_batches or len(dataset)))
-                per = -(-n_rows // world)
-                start = min(self.accelerator.process_index * per, n_rows)
-                dataset = dataset.select(range(start, min(start + per, n_rows)))
-                max_batches = None
+                per = -(-len(dataset) // world)
+                start = min(self.accelerator.process_index * per, len(dataset))
+                stop = min(start + per, len(dataset))
+                shard = dataset.select(range(start, stop))
+                exclude = list(exclude)[start:stop] if exclude is not None else None
 
                 def gather(t):
                     return torch.cat(gather_object([t]))
 
-            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator)
+            loader = torch.utils.data.DataLoader(shard, batch_size=bsz, collate_fn=self.data_collator)
             model = self.accelerator.unwrap_model(self.model)
             metrics = evaluate_recommender(
                 model, loader, self.item_index, ks=ks, beam_size=int(settings.get("beam_size", 32)),
                 constrained=bool(settings.get("constrained", True)),
-                max_batches=max_batches, progress=not self.args.disable_tqdm, gather=gather,
+                progress=not self.args.disable_tqdm, exclude_items=exclude, gather=gather,
             )
             out = {f"{prefix}_{k}": v for k, v in metrics.items()}
-            if self.train_item_ids is not None:
-                n_eval = min(len(full), batch_size * int(settings.get("max_batches") or len(full)))
-                targets = torch.as_tensor(full["target_item_id"][:n_eval])
-                pop = popularity_recommendations(self.train_item_ids, max(ks), len(targets))
-                base = recommendation_metrics(pop, targets, ks)
-                out.update({f"{prefix}_popularity_{k}": v for k, v in base.items() if k != "legality"})
+            if data is not None:
+                targets = torch.as_tensor(dataset["target_item_id"])
+                recs = eval_baselines(data, dataset, ks, exclude_seen,
+                                      settings.get("baselines", ("popularity",)),
+                                      int(settings.get("knn_neighbours", 100)))
+                for name, rec in recs.items():
+                    base = recommendation_metrics(rec, targets, ks)
+                    out.update({f"{prefix}_{name}_{k}": v for k, v in base.items() if k != "legality"})
+            out[f"{prefix}_num_users"] = float(len(dataset))
             return out
 
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-            metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix: str = "eval"):
+            # added here (not after ``evaluate``) so that callbacks such as early stopping and the
+            # best-checkpoint choice see the recommendation metrics
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only,
+                                             ignore_keys, metric_key_prefix)
             if self.item_index is not None and self.eval_settings.get("recommend", True):
-                dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-                extra = self.recommendation_metrics(dataset, metric_key_prefix)
-                metrics.update(extra)
-                self.log(extra)
-            return metrics
+                output.metrics.update(self.recommendation_metrics(dataloader.dataset, metric_key_prefix))
+            return output
 
     return OneRecPretrainTrainer
 
 
-def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str | None = None) -> dict[str, Any]:
-    """Build data and model, train, evaluate on the test split; returns the final metrics."""
-    from transformers import TrainingArguments, set_seed
+def train_recipe(recipe: OneRecPretrainRecipe, data: Any = None,
+                 resume_from_checkpoint: bool | str | None = None) -> tuple[Any, Any]:
+    """Build (or reuse) the data, build the model and train it; returns ``(trainer, data)``.
+
+    With ``eval.early_stopping_patience`` (and ``training.eval_strategy``,
+    ``load_best_model_at_end: true``, ``metric_for_best_model``, e.g. ``ndcg@10``) training stops
+    when the validation metric stops improving and the best checkpoint is restored."""
+    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
     from kwaiformers.utils.distributed import check_launch_matches, check_sharding_supported
 
     train_kwargs = dict(recipe.training)
+    train_kwargs.pop("resume_from_checkpoint", None)
     train_kwargs.setdefault("remove_unused_columns", False)  # the collator needs every column
     train_kwargs.setdefault("prediction_loss_only", True)
     train_kwargs.setdefault("label_names", ["target_sids"])  # so evaluation computes the NTP loss
@@ -274,14 +241,19 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
         torch.set_num_threads(int(threads))
     seed = int(recipe.training.get("seed", 42))
     set_seed(seed)
-    data = build_data(recipe)
+    if data is None:
+        data = build_data(recipe)
+    set_seed(seed)  # the model's initialisation does not depend on the data pipeline's draws
     model = build_model(recipe, data.feature_spec)
     callbacks = [AuxFreeBiasUpdateCallback()] if moe_layers(model) else []
+    patience = recipe.eval.get("early_stopping_patience")
+    if patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=int(patience)))
     trainer_cls = _make_trainer_class()
     trainer = trainer_cls(
         model=model, args=args, train_dataset=data.splits["train"],
         eval_dataset=data.splits["validation"], data_collator=data.collator, callbacks=callbacks,
-        item_index=data.index, eval_settings=recipe.eval, train_item_ids=data.train_item_ids,
+        item_index=data.index, eval_settings=recipe.eval, onerec_data=data,
     )
     check_launch_matches(trainer.accelerator.num_processes, "the OneRec pretraining Trainer")
     resume = resume_from_checkpoint
@@ -292,12 +264,20 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
 
         resume = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
     trainer.train(resume_from_checkpoint=resume or None)
+    return trainer, data
+
+
+def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str | None = None) -> dict[str, Any]:
+    """Build data and model, train, evaluate on the test split; returns the final metrics."""
+    trainer, data = train_recipe(recipe, resume_from_checkpoint=resume_from_checkpoint)
+    out_dir = trainer.args.output_dir
     test_metrics = trainer.evaluate(data.splits["test"], metric_key_prefix="test")
-    trainer.save_model(args.output_dir)
+    trainer.save_model(out_dir)
     if trainer.is_world_process_zero():  # one writer under a launcher
-        data.index.save_pretrained(os.path.join(args.output_dir, "item_index"))
-        data.tokenizer.save_pretrained(os.path.join(args.output_dir, "semantic_id_tokenizer"))
-        with open(os.path.join(args.output_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
+        data.index.save_pretrained(os.path.join(out_dir, "item_index"))
+        if data.tokenizer is not None:
+            data.tokenizer.save_pretrained(os.path.join(out_dir, "semantic_id_tokenizer"))
+        with open(os.path.join(out_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(test_metrics, fh, indent=2)
     trainer.accelerator.wait_for_everyone()
     return test_metrics
@@ -311,10 +291,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=None,
                         help="resume from the last checkpoint in output_dir (or from the given path)")
     parser.add_argument("--report-to", default=None, help="override training.report_to (e.g. none, wandb)")
+    parser.add_argument("--data-dir", default=None, help="override data.data_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any recipe value (VALUE is YAML), e.g. --set training.seed=1 "
+                             "--set data.max_eval_samples=200; repeatable")
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``SECTION.KEY=VALUE`` overrides (``VALUE`` parsed as YAML) applied to a raw recipe mapping."""
+    import yaml
+
+    out = {k: dict(v or {}) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"override {item!r} must look like SECTION.KEY=VALUE (e.g. training.seed=1)")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = load_recipe(args.config)
+    import yaml
+
+    with open(args.config, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{args.config} must hold a mapping with model/data/tokenizer/training/eval sections")
+    overrides = list(args.set)
+    if args.data_dir:
+        overrides.append(f"data.data_dir={json.dumps(args.data_dir)}")
+    recipe = load_recipe(apply_overrides(raw, overrides))
     if args.output_dir:
         recipe.training["output_dir"] = args.output_dir
     if args.max_steps is not None:

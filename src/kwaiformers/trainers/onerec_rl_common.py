@@ -62,7 +62,7 @@ def stack_collator(rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]
                 f"field {key!r} has rows of different shapes; pass a padding data_collator "
                 f"(e.g. kwaiformers.data's OneRec collator)"
             ) from exc
-    for key in ("short_mask", "long_mask", "lifelong_mask", "target_is_negative"):
+    for key in ("short_mask", "long_mask", "lifelong_mask", "target_is_negative", "target_served_by_model"):
         if key in out:
             out[key] = out[key].bool()
     return out
@@ -152,10 +152,24 @@ class OneRecRLTrainerMixin:
             callbacks=callbacks,
             optimizers=optimizers,
         )
+        self._add_moe_bias_callback()
         if self.reward_model is not None and isinstance(self.reward_model, torch.nn.Module):
             self.reward_model = self.reward_model.to(self.accelerator.device).eval()
             for p in self.reward_model.parameters():
                 p.requires_grad_(False)
+
+    def _add_moe_bias_callback(self) -> None:
+        """When the policy has MoE layers, run the DeepSeek-V3 aux-loss-free bias update after every
+        optimiser step, as in pretraining (OneRec TR §2.3: no auxiliary loss); the expert loads
+        are counted in the training-mode forwards of the RL and SFT terms (rollout search runs in
+        eval mode and does not count)."""
+        from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+
+        if not moe_layers(self.model):
+            return
+        if any(isinstance(cb, AuxFreeBiasUpdateCallback) for cb in self.callback_handler.callbacks):
+            return  # the caller passed one (e.g. with its own update speed)
+        self.add_callback(AuxFreeBiasUpdateCallback())
 
     def _make_sampler(self, dataset, repeat: int, train: bool) -> EpochRepeatSampler:
         if train:

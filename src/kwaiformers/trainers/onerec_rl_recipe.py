@@ -2,9 +2,11 @@
 
 Pipeline (each step a function, shared by the recipe, the quickstart and the benchmark):
 
-1. :func:`prepare_data`: logs (the KuaiRand-shaped simulator, or a real KuaiRand folder) ->
-   collaborative item embeddings -> semantic IDs (balanced residual k-means) -> OneRec-V2
-   "newest impression only" samples with a chronological train/validation/test split;
+1. :func:`prepare_data`: the one OneRec data pipeline (:mod:`kwaiformers.data.pipeline`) with the
+   alignment settings: logs (the KuaiRand-shaped simulator, or a real KuaiRand folder) ->
+   collaborative item embeddings -> semantic IDs (balanced residual k-means), both fitted on the
+   training interactions -> OneRec-V2 "newest impression only" samples with a
+   train/validation/test split;
 2. :func:`build_tiny_model` + :func:`pretrain`: a small OneRec(-V2) trained with
    ``transformers.Trainer`` on the next-impression loss;
 3. :func:`train_reward_model`: the P-Score reward model (needed by ECPO and the hybrid mode);
@@ -18,15 +20,20 @@ Pipeline (each step a function, shared by the recipe, the quickstart and the ben
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from kwaiformers.data.pipeline import OneRecData
+
 __all__ = [
+    "ALIGNMENT_ARMS",
     "OneRecRLData",
+    "context_blind_message",
+    "format_arms_table",
+    "paired_differences",
+    "run_alignment_arms",
     "add_arguments",
     "align",
     "build_tiny_model",
@@ -40,41 +47,17 @@ __all__ = [
 ]
 
 
-@dataclass
-class OneRecRLData:
-    """Everything the alignment steps need about the data."""
-
-    splits: Any  #: DatasetDict(train, validation, test) of OneRecSampleBuilder samples
-    collator: Any  #: OneRecCollator
-    index: Any  #: SemanticIdIndex
-    spec: Any  #: OneRecFeatureSpec
-    simulator: Any = None  #: UserSimulator (ground truth) or None for real logs
-    info: dict[str, Any] = field(default_factory=dict)
+#: the alignment pipeline's data type (the one OneRec data pipeline's :class:`OneRecData`)
+OneRecRLData = OneRecData
 
 
 def collaborative_item_embeddings(interactions: Any, num_items: int | None = None, dim: int = 32,
                                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Item embeddings from the interaction matrix: truncated SVD of ``log1p`` of the per
-    (user, item) sum of completion ratios, the first (popularity) component dropped, rows
-    L2-normalised. Returns ``(item_ids [N], embeddings [N, dim])``."""
-    import numpy as np
+    """Completion-ratio SVD item embeddings
+    (:func:`kwaiformers.data.embeddings.completion_svd_embeddings`)."""
+    from kwaiformers.data.embeddings import completion_svd_embeddings
 
-    df = interactions.to_pandas() if hasattr(interactions, "to_pandas") else interactions
-    if len(df) == 0:
-        raise ValueError("no interactions to embed items from")
-    item_ids, item_pos = np.unique(df["item_id"].to_numpy(), return_inverse=True)
-    user_ids, user_pos = np.unique(df["user_id"].to_numpy(), return_inverse=True)
-    ratio = (df["play_time"].to_numpy(float) / np.clip(df["duration"].to_numpy(float), 1e-3, None))
-    ratio = np.nan_to_num(np.clip(ratio, 0.0, 1.0))
-    mat = torch.zeros(len(user_ids), len(item_ids))
-    mat.index_put_((torch.as_tensor(user_pos), torch.as_tensor(item_pos)),
-                   torch.as_tensor(ratio, dtype=torch.float32), accumulate=True)
-    mat = torch.log1p(mat)
-    q = min(dim + 1, min(mat.shape))
-    torch.manual_seed(seed)
-    _, s, v = torch.svd_lowrank(mat, q=q, niter=4)
-    emb = v[:, 1:] * s[1:].sqrt() if q > 1 else v * s.sqrt()
-    return torch.as_tensor(item_ids), torch.nn.functional.normalize(emb, dim=-1)
+    return completion_svd_embeddings(interactions, dim=dim, seed=seed)
 
 
 def prepare_data(
@@ -93,84 +76,59 @@ def prepare_data(
     embedding_dim: int = 32,
     simulator_kwargs: dict[str, Any] | None = None,
     item_index_dir: str | None = None,
-) -> OneRecRLData:
-    """Logs -> semantic IDs -> samples (see the module docstring). ``simulator_kwargs`` are
+    split: str = "time_cut",
+    tie_order: str = "simultaneous",
+    fit_on: str = "train",
+    disambiguate: bool = False,
+) -> OneRecData:
+    """The alignment settings of the one OneRec data pipeline
+    (:func:`kwaiformers.data.pipeline.build_onerec_data`): simulator (or KuaiRand) logs ->
+    completion-ratio SVD embeddings -> balanced residual k-means semantic IDs (fitted on the
+    training interactions) -> samples without the user id feature. ``simulator_kwargs`` are
     :class:`~kwaiformers.data.simulator.SimulatorConfig` fields (e.g. ``log_exposure_prob=True``
     to log the generation probability that GBPO uses as ``pi_old``). ``item_index_dir``: reuse a
-    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with) instead of
-    fitting new semantic IDs."""
-    from kwaiformers.data.collator import OneRecCollator
-    from kwaiformers.data.samples import OneRecSampleBuilder
-    from kwaiformers.models.onerec.semantic_ids import SemanticIdTokenizer
+    saved :class:`SemanticIdIndex` (the one a pretrained checkpoint was trained with).
+    ``disambiguate``: append a TIGER-style level so that every item has its own tuple (item
+    coverage 1.0; without it items sharing a tuple with a more popular one cannot be
+    recommended, see ``data.info["item_coverage"]``)."""
+    from kwaiformers.data.pipeline import build_onerec_data
 
-    sim = None
-    if kuairand_dir is not None:
-        from kwaiformers.data.loaders import load_kuairand
-
-        bundle = load_kuairand(kuairand_dir)
-    else:
-        from kwaiformers.data.simulator import UserSimulator
-
-        sim = UserSimulator(num_users=num_users, num_items=num_items, seed=seed,
-                            **(simulator_kwargs or {}))
-        bundle = sim.generate_logs(days=days, seed=seed).to_dataset()
-    inter = bundle["interactions"]
-    if len(inter) == 0:
-        raise ValueError("the logs hold no interactions")
-    info: dict[str, Any] = {"num_interactions": len(inter)}
-    if item_index_dir is not None:
-        from kwaiformers.models.onerec.item_index import SemanticIdIndex
-
-        index = SemanticIdIndex.from_pretrained(item_index_dir)
-    else:
-        item_ids, emb = collaborative_item_embeddings(inter, dim=embedding_dim, seed=seed)
-        sizes = list(codebook_sizes)
-        if math.prod(sizes) < len(item_ids):
-            raise ValueError(f"codebook_sizes {sizes} give fewer tuples than the {len(item_ids)} items")
-        tok = SemanticIdTokenizer().fit(emb, num_levels=len(sizes), codebook_size=sizes,
-                                        method="balanced", seed=seed, progress=False)
-        df = inter.to_pandas()
-        counts = df["item_id"].value_counts()
-        pop = torch.tensor([float(counts.get(int(i), 0)) for i in item_ids])
-        index = tok.build_index(codes=tok.encode(emb), item_ids=item_ids, popularity=pop)
-        info["tokenizer"] = tok
-    info.update(index.collision_stats())
-    builder = OneRecSampleBuilder(index, users=bundle["users"], short_len=short_len,
-                                  long_len=long_len, include_user_id=False,
-                                  reward_history_len=reward_history_len)
-    splits = builder.build_splits(inter, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    spec = builder.feature_spec
-    return OneRecRLData(splits=splits, collator=OneRecCollator(spec), index=index, spec=spec,
-                        simulator=sim, info=info)
+    data = {
+        "source": "kuairand" if kuairand_dir is not None else "simulator",
+        "data_dir": kuairand_dir,
+        "simulator": {"num_users": num_users, "num_items": num_items, "days": days, "seed": seed,
+                      **(simulator_kwargs or {})},
+        "split": split, "tie_order": tie_order, "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction, "short_len": short_len, "long_len": long_len,
+        "reward_history_len": reward_history_len, "include_user_id": False,
+    }
+    sizes = list(codebook_sizes)
+    tokenizer = {"embeddings": "completion_svd", "embedding_dim": embedding_dim,
+                 "num_levels": len(sizes), "codebook_size": sizes, "method": "balanced",
+                 "seed": seed, "fit_on": fit_on, "item_index_dir": item_index_dir,
+                 "disambiguate": disambiguate}
+    return build_onerec_data(data, tokenizer)
 
 
 def build_tiny_model(spec: Any, version: str = "v2", hidden_size: int = 64, num_layers: int = 2,
-                     num_heads: int = 4, embed_dim: int = 16, seed: int = 0):
-    """A small randomly initialised OneRec-V2 (lazy decoder) or V1 (encoder-decoder) for ``spec``."""
+                     num_heads: int = 4, embed_dim: int = 16, seed: int = 0, **overrides: Any):
+    """A small randomly initialised OneRec-V2 (lazy decoder) or V1 (encoder-decoder) for ``spec``
+    (:func:`kwaiformers.data.pipeline.build_onerec_model`); ``overrides`` are config fields."""
+    from kwaiformers.data.pipeline import build_onerec_model
+
     torch.manual_seed(seed)
-    common = dict(user_feature_vocab_sizes=spec.user_feature_vocab_sizes,
-                  num_sid_levels=spec.num_levels, codebook_size=spec.level_sizes,
-                  short_seq_len=spec.short_len, long_seq_len=spec.long_len,
-                  hidden_size=hidden_size, num_attention_heads=num_heads,
+    common = dict(hidden_size=hidden_size, num_attention_heads=num_heads,
                   intermediate_size=2 * hidden_size)
     if version == "v2":
-        from kwaiformers.models.onerec_v2.configuration_onerec_v2 import OneRecV2Config
-        from kwaiformers.models.onerec_v2.modeling_onerec_v2 import (
-            OneRecV2ForGenerativeRecommendation,
-        )
-
-        cfg = OneRecV2Config(**common, embed_dim=embed_dim, num_hidden_layers=num_layers)
-        return OneRecV2ForGenerativeRecommendation(cfg)
-    if version == "v1":
-        from kwaiformers.models.onerec.configuration_onerec import OneRecConfig
-        from kwaiformers.models.onerec.modeling_onerec import OneRecForGenerativeRecommendation
-
-        cfg = OneRecConfig(**common, num_encoder_layers=max(1, num_layers // 2),
-                           num_decoder_layers=max(1, num_layers // 2), lifelong_seq_len=0,
-                           user_feature_embed_dim=embed_dim, sid_embed_dim=embed_dim,
-                           feature_embed_dim=embed_dim)
-        return OneRecForGenerativeRecommendation(cfg)
-    raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+        cfg = dict(common, type="onerec_v2", embed_dim=embed_dim, num_hidden_layers=num_layers)
+    elif version == "v1":
+        cfg = dict(common, type="onerec", num_encoder_layers=max(1, num_layers // 2),
+                   num_decoder_layers=max(1, num_layers // 2), lifelong_seq_len=0,
+                   user_feature_embed_dim=embed_dim, sid_embed_dim=embed_dim,
+                   feature_embed_dim=embed_dim)
+    else:
+        raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
+    return build_onerec_model(spec, {**cfg, **overrides})
 
 
 def _quiet_args(output_dir: str, progress: bool, **kw):
@@ -284,17 +242,22 @@ def _first_per_user(ds, max_users: int | None):
 @torch.no_grad()
 def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", num_items: int = 10,
                          beam_size: int = 32, max_users: int | None = None,
-                         batch_size: int = 128) -> dict[str, float]:
+                         batch_size: int = 128, check_legality: bool = True) -> dict[str, float]:
     """Ground-truth quality of top-``num_items`` recommendations for one held-out impression per
-    user (see the module docstring). Returns ``expected_play_time``, ``completion_rate``,
-    ``dislike_rate`` (mean dislike probability), ``recall@K`` and ``legality``."""
+    user (see the module docstring). Returns ``expected_play_time`` (duration x true completion,
+    seconds per recommendation), ``completion_rate``, ``dislike_rate`` (mean dislike
+    probability), ``mean_duration`` (of the recommended videos, seconds), ``recall@K`` and
+    ``ndcg@K`` of the logged next item, and ``legality`` (NaN with ``check_legality=False``, which
+    skips the unconstrained search)."""
+    from kwaiformers.evaluation.recommendation import ndcg_at_k
+
     ds = _first_per_user(data.splits[split], max_users)
     if len(ds) == 0:
         raise ValueError(f"split {split!r} holds no samples to evaluate")
     was_training = model.training
     model.eval()
     sums = {"expected_play_time": 0.0, "completion_rate": 0.0, "dislike_rate": 0.0, "hits": 0.0,
-            "legal": 0.0, "n_legal": 0.0}
+            "legal": 0.0, "n_legal": 0.0, "duration": 0.0, "ndcg": 0.0}
     n_rec = 0
     for start in range(0, len(ds), batch_size):
         rows = [ds[j] for j in range(start, min(start + batch_size, len(ds)))]
@@ -302,7 +265,9 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
         out = model.recommend(batch, num_items=num_items, beam_size=max(beam_size, num_items),
                               constrained=True, item_index=data.index)
         items = out.item_ids.cpu()
-        sums["hits"] += float((items == batch["target_item_id"].cpu()[:, None]).any(1).sum())
+        tgt = batch["target_item_id"].cpu()
+        sums["hits"] += float((items == tgt[:, None]).any(1).sum())
+        sums["ndcg"] += ndcg_at_k(items, tgt, num_items) * len(rows)
         if data.simulator is not None:
             truth = data.simulator.score(batch["user_id"].cpu()[:, None].numpy(),
                                          items.clamp(min=0).numpy())
@@ -310,7 +275,10 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
             sums["expected_play_time"] += float(truth["expected_play_time"][valid].sum())
             sums["completion_rate"] += float(truth["completion_rate"][valid].sum())
             sums["dislike_rate"] += float(truth["dislike_prob"][valid].sum())
+            sums["duration"] += float(truth["duration"][valid].sum())
             n_rec += int(valid.sum())
+        if not check_legality:
+            continue
         free = model.recommend(batch, num_items=num_items, beam_size=max(beam_size, num_items),
                                constrained=False, item_index=data.index)
         legal = data.index.is_legal(free.sids.reshape(-1, free.sids.shape[-1]).cpu())
@@ -323,16 +291,173 @@ def evaluate_recommender(model: Any, data: OneRecRLData, split: str = "test", nu
         "expected_play_time": sums["expected_play_time"] / n_rec if n_rec else nan,
         "completion_rate": sums["completion_rate"] / n_rec if n_rec else nan,
         "dislike_rate": sums["dislike_rate"] / n_rec if n_rec else nan,
+        "mean_duration": sums["duration"] / n_rec if n_rec else nan,
         f"recall@{num_items}": sums["hits"] / n_users,
-        "legality": sums["legal"] / max(sums["n_legal"], 1.0),
+        f"ndcg@{num_items}": sums["ndcg"] / n_users,
+        "legality": sums["legal"] / sums["n_legal"] if sums["n_legal"] else nan,
         "num_users": float(n_users),
     }
 
 
+# ---------------------------------------------------------------------------- arms
+#: GBPOTrainer settings of each comparison arm (all: the same logged exposures, steps and order).
+ALIGNMENT_ARMS: dict[str, dict[str, Any]] = {
+    # plain next-token training on every logged exposure: the control for "more training"
+    "ntp": {"rl_weight": 0.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0},
+    # GBPO with DARS advantages + the same NTP term (OneRec-V2 §3)
+    "gbpo": {"rl_weight": 1.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0, "logged_loss": "gbpo"},
+    # the early-clipped PPO loss on the same logged exposures + NTP (with pi_old = sg(pi) on
+    # exposures the model did not serve the ratio is 1, so this is the V2 ablation's "ECPO")
+    "ecpo": {"rl_weight": 1.0, "sft_weight": 1.0, "sft_filter_quantile": 0.0, "logged_loss": "ecpo"},
+    # a separately named baseline: NTP on the exposures above the batch's median play time
+    # (V1's RSFT filter) -- itself an alignment method on play time
+    "filtered_ntp": {"rl_weight": 0.0, "sft_weight": 1.0, "sft_filter_quantile": 0.5},
+}
+#: the headline metrics, in table order: (key, label, higher is better; None = neither)
+ARM_METRICS: tuple[tuple[str, str, bool | None], ...] = (
+    ("completion_rate", "completion rate", True),
+    ("dislike_rate", "dislike rate", False),
+    ("mean_duration", "mean rec. duration (s)", None),
+    ("expected_play_time", "expected play time (s)", True),
+    ("recall@10", "Recall@10 (logged next)", True),
+    ("ndcg@10", "NDCG@10 (logged next)", True),
+)
+ARM_LABELS = {"base": "base", "ntp": "NTP control", "gbpo": "GBPO + NTP", "ecpo": "ECPO + NTP",
+              "filtered_ntp": "filtered NTP (q=0.5)"}
+
+
+def run_alignment_arms(base: Any, data: OneRecRLData, output_dir: str, arms: Any = ("ntp", "gbpo"),
+                       seeds: Any = (0, 1, 2), max_steps: int = 60, batch_size: int = 128,
+                       learning_rate: float = 5e-4, eval_users: int | None = None,
+                       progress: bool = True, return_models: bool = False,
+                       **config: Any) -> dict[str, Any]:
+    """Train a copy of ``base`` per arm (:data:`ALIGNMENT_ARMS`) and trainer seed, and evaluate it.
+
+    Every arm starts from the same weights and sees the same logged exposures in the same order
+    for a given seed (the seed only changes the data order), for the same number of steps; the
+    only difference is the loss. ``config`` are further :class:`GBPOConfig` fields shared by all
+    arms (e.g. ``dars_inclusive_threshold``). Returns ``{"base": metrics, arm: {seed: metrics}}``
+    plus ``"logs"`` (each run's GBPO log history) and, with ``return_models``, ``"models"``
+    (each arm's model of the first seed).
+    """
+    import copy
+
+    unknown = [a for a in arms if a not in ALIGNMENT_ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; expected some of {sorted(ALIGNMENT_ARMS)}")
+    if len(seeds) < 1:
+        raise ValueError("seeds must hold at least one trainer seed")
+    res: dict[str, Any] = {"base": evaluate_recommender(base, data, max_users=eval_users,
+                                                        check_legality=False), "logs": {}}
+    if return_models:
+        res["models"] = {}
+    for arm in arms:
+        res[arm] = {}
+        for seed in seeds:
+            model = copy.deepcopy(base)
+            kw = {**config, **ALIGNMENT_ARMS[arm]}
+            trainer = align("gbpo", model, data, os.path.join(output_dir, f"{arm}-{seed}"),
+                            progress=progress, max_steps=max_steps,
+                            per_device_train_batch_size=batch_size, learning_rate=learning_rate,
+                            logging_steps=1, seed=int(seed), **kw)
+            res[arm][int(seed)] = evaluate_recommender(model, data, max_users=eval_users,
+                                                       check_legality=False)
+            res["logs"][f"{arm}-{seed}"] = [h for h in trainer.state.log_history if "loss" in h]
+            if return_models and seed == seeds[0]:
+                res["models"][arm] = model
+    return res
+
+
+#: two-sided 95% Student-t quantiles by degrees of freedom (1..30); 1.96 beyond
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042)
+
+
+def paired_differences(results: dict[str, Any], arm: str, control: str = "ntp") -> dict[str, dict[str, float]]:
+    """Per metric, the paired difference ``arm - control`` over the trainer seeds both ran:
+    ``mean``, ``half_width`` of the 95% Student-t interval (NaN with one seed), ``relative``
+    (``mean / control mean``), ``control_mean`` and ``n``."""
+    seeds = sorted(set(results[arm]) & set(results[control]))
+    out: dict[str, dict[str, float]] = {}
+    for key, _, _ in ARM_METRICS:
+        diffs = [results[arm][s][key] - results[control][s][key] for s in seeds]
+        ctrl = [results[control][s][key] for s in seeds]
+        n = len(diffs)
+        mean = sum(diffs) / n if n else float("nan")
+        if n > 1:
+            sd = (sum((d - mean) ** 2 for d in diffs) / (n - 1)) ** 0.5
+            half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * sd / n ** 0.5
+        else:
+            half = float("nan")
+        cmean = sum(ctrl) / n if n else float("nan")
+        out[key] = {"mean": mean, "half_width": half, "relative": mean / cmean if cmean else float("nan"),
+                    "control_mean": cmean, "n": n}
+    return out
+
+
+def format_arms_table(results: dict[str, Any], control: str = "ntp") -> str:
+    """Metrics side by side (mean over trainer seeds) and each arm's paired difference vs
+    ``control`` with its 95% interval."""
+    arms = [a for a in ALIGNMENT_ARMS if a in results]
+    cols = ["base", *arms]
+
+    def mean(arm: str, key: str) -> float:
+        if arm == "base":
+            return results["base"][key]
+        vals = [m[key] for m in results[arm].values()]
+        return sum(vals) / len(vals)
+
+    seeds = sorted(results[arms[0]]) if arms else []
+    lines = [f"metric (test users, mean over trainer seeds {seeds})".ljust(30)
+             + "".join(f"{ARM_LABELS[c]:>22}" for c in cols)]
+    for key, label, _ in ARM_METRICS:
+        lines.append(f"{label:<30}" + "".join(f"{mean(c, key):>22.4f}" for c in cols))
+    others = [a for a in arms if a != control]
+    if control in results and others:
+        lines.append("")
+        lines.append(f"paired difference vs {ARM_LABELS[control]} (same steps, data and order; "
+                     "mean [95% t-interval] over seeds, relative change):")
+        for arm in others:
+            diff = paired_differences(results, arm, control)
+            lines.append(f"  {ARM_LABELS[arm]}:")
+            for key, label, higher in ARM_METRICS:
+                d = diff[key]
+                lo, hi = d["mean"] - d["half_width"], d["mean"] + d["half_width"]
+                sig = ""
+                if higher is not None and d["half_width"] == d["half_width"] and (lo > 0 or hi < 0):
+                    sig = "  better" if (lo > 0) == higher else "  worse"
+                lines.append(f"    {label:<28}{d['mean']:>+10.4f}  [{lo:+.4f}, {hi:+.4f}]"
+                             f"  ({100 * d['relative']:+.1f}%){sig}")
+    return "\n".join(lines)
+
+
+def context_blind_message(diag: dict[str, Any], what: str = "the base model") -> str:
+    """The refusal when the base ignores the user (see
+    :func:`kwaiformers.evaluation.recommendation.personalization_diagnostic`)."""
+    reasons = "; ".join(diag["failed"])
+    return (f"{what} is context-blind ({reasons}), so an alignment comparison on it would only "
+            "re-order one global list; not reporting one. Pretrain longer or with a higher "
+            "learning rate (--pretrain-steps / --pretrain-lr), use logs with more personal "
+            "signal (--policy-temperature higher, --popularity-mix lower) or more days of "
+            "history, then rerun.")
+
+
 # ---------------------------------------------------------------------------- the recipe
+#: Top-level keys of an ``onerec-rl`` YAML recipe and the algorithms it runs.
+RECIPE_KEYS = ("algorithm", "seed", "output_dir", "data", "model", "eval", "reward_model",
+               "trainer")
+ALGORITHMS = ("gbpo", "ecpo", "hybrid")
+
+
 def run_recipe(config: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Run the ``onerec-rl`` recipe from a config dict (the YAML files in ``trainers/configs``)."""
+    unknown = sorted(set(config) - set(RECIPE_KEYS))
+    if unknown:  # checked before any work: a typo must not silently run the defaults
+        raise ValueError(f"unknown top-level keys {unknown} (expected {', '.join(RECIPE_KEYS)})")
     algorithm = config.get("algorithm", "gbpo")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     seed = int(config.get("seed", 0))
     out_dir = config.get("output_dir", f"outputs/onerec-{algorithm}")
     data_cfg = dict(config.get("data", {}))

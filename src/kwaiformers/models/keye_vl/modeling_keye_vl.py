@@ -348,7 +348,8 @@ class KeyeVLModel(KeyeVLPreTrainedModel):
 
         Returns:
             ``position_ids`` ``(3, bs, seq)`` (padding positions hold 1) and ``rope_deltas``
-            ``(bs, 1)`` = ``max(ids) + 1 - number of valid tokens``.
+            ``(bs, 1)`` = ``max(ids) + 1 - seq`` (the padded length, as the remote code), so that a
+            cached decode step at ``cache_position`` gets ``cache_position + rope_deltas``.
         """
         if input_ids.ndim != 2:
             raise ValueError(f"input_ids must have shape (bs, seq), got {tuple(input_ids.shape)}")
@@ -433,7 +434,9 @@ class KeyeVLModel(KeyeVLPreTrainedModel):
                 position_ids[:, b, attention_mask[b].bool()] = ids
             else:
                 position_ids[:, b] = ids
-            deltas.append((int(ids.max()) + 1 if ids.numel() else 0) - len(types))
+            # The remote code (like 4.x Qwen2-VL) subtracts the *padded* row length, so that a cached
+            # decode step at ``cache_position = seq_len`` lands on ``max + 1`` for every row.
+            deltas.append((int(ids.max()) + 1 if ids.numel() else 0) - input_ids.shape[1])
         if next(image_iter, None) is not None or next(video_iter, None) is not None:
             raise ValueError("more image/video grids than placeholder blocks in input_ids")
         return position_ids, torch.tensor(deltas, device=device).unsqueeze(1)

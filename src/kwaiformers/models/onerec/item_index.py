@@ -304,15 +304,44 @@ class SemanticIdIndex:
         return self.item_ids[pos] == q
 
     def collision_stats(self) -> dict[str, float]:
-        """``num_tuples``, ``collision_rate`` (1 - tuples/items), ``max_items_per_tuple``."""
+        """``num_tuples``, ``collision_rate`` (1 - tuples/items), ``max_items_per_tuple`` and
+        ``item_coverage``: the fraction of items a generated tuple can return (a tuple maps to
+        the most popular item of its collision list, so the others are unreachable; 1.0 with
+        ``disambiguate=True``)."""
         group_len = self._group_ptr[1:] - self._group_ptr[:-1]
         return {
+            "item_coverage": self.num_tuples / self.num_items,
             "num_items": float(self.num_items),
             "num_tuples": float(self.num_tuples),
             "collision_rate": 1.0 - self.num_tuples / self.num_items,
             "colliding_item_fraction": float(group_len[group_len > 1].sum()) / self.num_items,
             "max_items_per_tuple": float(group_len.max()),
         }
+
+    # ------------------------------------------------------------------ seen-item exclusion
+    def exclusion(self, exclude_items: Any, batch_size: int) -> ItemExclusion:
+        """Per-user item exclusion for the constrained beam search (:class:`ItemExclusion`).
+
+        ``exclude_items``: one collection of item ids per user (``len == batch_size``), or a
+        LongTensor ``[B, N]`` padded with negative ids. Unknown ids are ignored.
+        """
+        return ItemExclusion(self, exclude_items, batch_size)
+
+    def _prefix_tables(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """Per depth ``l``: sorted unique ``(l+1)``-prefix keys, each tuple's prefix position and
+        the number of tuples under each prefix (cached)."""
+        cached = getattr(self, "_prefix_cache", None)
+        if cached is None:
+            keys, pos, count = [], [], []
+            for lvl in range(self.num_levels):
+                pref = self._tuple_keys // self._strides[lvl]
+                uniq, inverse, counts = torch.unique_consecutive(pref, return_inverse=True,
+                                                                 return_counts=True)
+                keys.append(uniq)
+                pos.append(inverse)
+                count.append(counts)
+            cached = self._prefix_cache = (keys, pos, count)
+        return cached
 
     # ------------------------------------------------------------------ persistence
     def _code_dtype(self) -> torch.dtype:
@@ -369,3 +398,106 @@ class SemanticIdIndex:
             f"SemanticIdIndex(num_items={self.num_items}, num_tuples={self.num_tuples}, "
             f"level_sizes={self.level_sizes}, disambiguated={self.disambiguated})"
         )
+
+
+class ItemExclusion:
+    """Seen-item exclusion for a batch of users, applied *inside* the trie-constrained beam search.
+
+    A tuple is excluded for user ``b`` when every item sharing it is in ``b``'s excluded set
+    (otherwise it maps to its most popular non-excluded item, :meth:`lookup`); a prefix is excluded
+    when every tuple under it is. Masking excluded prefixes at every level (:meth:`dead_children`)
+    keeps each surviving beam extendable to a legal, non-excluded tuple, so the search returns
+    ``min(beam_size, number of non-excluded tuples)`` live candidates.
+    """
+
+    def __init__(self, index: SemanticIdIndex, exclude_items: Any, batch_size: int) -> None:
+        self.index = index
+        self.batch_size = int(batch_size)
+        if isinstance(exclude_items, torch.Tensor):
+            if exclude_items.dim() != 2 or exclude_items.shape[0] != batch_size:
+                raise ValueError(f"exclude_items must be [B={batch_size}, N] item ids (negative = "
+                                 f"padding), got shape {tuple(exclude_items.shape)}")
+            rows = [r[r >= 0] for r in exclude_items.long().cpu()]
+        else:
+            rows = list(exclude_items)
+            if len(rows) != batch_size:
+                raise ValueError(f"exclude_items must hold one collection of item ids per user "
+                                 f"({batch_size}), got {len(rows)}")
+            rows = [torch.as_tensor(list(r) if not isinstance(r, torch.Tensor) else r,
+                                    dtype=torch.long).flatten().cpu() for r in rows]
+        user = torch.repeat_interleave(torch.arange(batch_size), torch.tensor([len(r) for r in rows]))
+        items = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+        known = index.contains_items(items) if items.numel() else torch.zeros(0, dtype=torch.bool)
+        user, items = user[known], items[known]
+        pairs = torch.unique(torch.stack([user, items], 1), dim=0) if items.numel() else \
+            torch.zeros(0, 2, dtype=torch.long)
+        self._excluded = pairs  # (user, item), sorted
+        self._pair_keys = pairs[:, 0] * (int(index.item_ids.max()) + 1) + pairs[:, 1] if \
+            pairs.numel() else torch.zeros(0, dtype=torch.long)
+        self._item_span = int(index.item_ids.max()) + 1
+        # fully excluded tuples per user, then fully excluded prefixes per depth
+        nt = index.num_tuples
+        tpos = index._find(index.item_codes(pairs[:, 1].contiguous()))[1] if pairs.numel() else \
+            torch.zeros(0, dtype=torch.long)
+        ut, cnt = torch.unique(pairs[:, 0] * nt + tpos, return_counts=True)
+        group_len = index._group_ptr[1:] - index._group_ptr[:-1]
+        dead_t = ut[cnt == group_len[ut % nt]]
+        dead_user, dead_tuple = dead_t // nt, dead_t % nt
+        keys, pos, count = index._prefix_tables()
+        self._dead: list[tuple[torch.Tensor, torch.Tensor]] = []  # per depth: (user, prefix key)
+        for lvl in range(index.num_levels):
+            npref = keys[lvl].numel()
+            up, c = torch.unique(dead_user * npref + pos[lvl][dead_tuple], return_counts=True)
+            full = up[c == count[lvl][up % npref]]
+            self._dead.append((full // npref, keys[lvl][full % npref]))
+
+    def dead_children(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """BoolTensor ``[B, M, level_sizes[l]]``: for beams with codes ``prefixes [B, M, l]``,
+        which next codes lead only to excluded tuples."""
+        b, m, depth = prefixes.shape
+        k = self.index.level_sizes[depth]
+        mask = torch.zeros(b, m, k, dtype=torch.bool)
+        users, dead_keys = self._dead[depth]
+        if users.numel() == 0:
+            return mask
+        p = prefixes.cpu().long()
+        pk = torch.zeros(b, m, dtype=torch.long)
+        for lvl in range(depth):
+            pk = pk * self.index.level_sizes[lvl] + p[..., lvl]
+        span = 1
+        for lvl in range(depth):
+            span *= self.index.level_sizes[lvl]
+        beam_keys = (torch.arange(b)[:, None] * span + pk).reshape(-1)
+        order = torch.argsort(beam_keys)
+        sorted_keys = beam_keys[order]
+        want = users * span + dead_keys // k
+        at = torch.searchsorted(sorted_keys, want).clamp_max(sorted_keys.numel() - 1)
+        hit = sorted_keys[at] == want
+        rows = order[at[hit]]
+        flat = mask.view(b * m, k)
+        flat[rows, (dead_keys % k)[hit]] = True
+        return mask
+
+    def is_excluded(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """BoolTensor: whether ``items[j]`` is excluded for user ``users[j]``."""
+        if self._pair_keys.numel() == 0:
+            return torch.zeros(items.shape, dtype=torch.bool)
+        q = users.long() * self._item_span + items.long()
+        at = torch.searchsorted(self._pair_keys, q).clamp_max(self._pair_keys.numel() - 1)
+        return (self._pair_keys[at] == q) & (items >= 0)
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """LongTensor ``[B, N]``: the most popular non-excluded item of each tuple ``codes
+        [B, N, L]`` (``-1`` when illegal or fully excluded)."""
+        b, n, num_levels = codes.shape
+        flat = codes.reshape(-1, num_levels).cpu()
+        items = self.index.lookup(flat).reshape(b, n)
+        users = torch.arange(b)[:, None].expand(b, n)
+        bad = self.is_excluded(users, items)
+        if bad.any():
+            for (bi, ni) in bad.nonzero().tolist():
+                alts = self.index.items_for(codes[bi, ni][None].cpu())[0]
+                keep = [i for i in alts if not bool(self.is_excluded(torch.tensor([bi]),
+                                                                     torch.tensor([i]))[0])]
+                items[bi, ni] = keep[0] if keep else -1
+        return items

@@ -421,6 +421,7 @@ def shared_context_beam_search(
     constrained: bool = True,
     state: Any = None,
     reorder_fn: Callable[[Any, torch.Tensor], Any] | None = None,
+    exclusion: Any = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-length beam search over the ``L`` code levels with the context shared per user.
 
@@ -429,11 +430,17 @@ def shared_context_beam_search(
     passes ``codes=None`` with ``M = 1``). ``reorder_fn(state, flat_index)`` gathers the
     self-attention cache rows (``flat_index`` indexes the flattened ``[B * M_prev]`` rows).
 
+    ``exclusion`` (an :class:`~kwaiformers.models.onerec.item_index.ItemExclusion`, constrained
+    search only) masks, per user, every code whose subtree holds only excluded items (seen-item
+    exclusion inside the search, so the surviving beams all end in allowed items).
+
     Returns ``(sids [B, beam, L], scores [B, beam])`` sorted by score; dead beams (fewer legal
     tuples than ``beam_size``) have score ``-inf``.
     """
     if constrained and item_index is None:
         raise ValueError("constrained beam search needs an item_index (a SemanticIdIndex)")
+    if exclusion is not None and not constrained:
+        raise ValueError("exclude_items needs the constrained (trie) beam search")
     num_levels = len(level_sizes)
     scores = torch.zeros(batch_size, 1, device=device)
     sids = torch.zeros(batch_size, 1, 0, dtype=torch.long, device=device)
@@ -450,6 +457,8 @@ def shared_context_beam_search(
                     f"item_index.allowed_next_codes returned {allowed.shape[-1]} codes for level "
                     f"{level}, the model has {k}"
                 )
+            if exclusion is not None:
+                allowed = allowed & ~exclusion.dead_children(sids.reshape(batch_size, m, level)).to(device)
             logp = logp.masked_fill(~allowed, float("-inf"))
         total = (scores[:, :, None] + logp).reshape(batch_size, m * k)
         width = min(beam_size, m * k)
@@ -469,13 +478,17 @@ def finalize_recommendations(
     scores: torch.Tensor,
     num_items: int,
     item_index=None,
+    exclusion: Any = None,
 ) -> RecommendationOutput:
-    """Map beam tuples to item ids (most popular item of a colliding tuple, via ``item_index.lookup``)."""
+    """Map beam tuples to item ids (most popular item of a colliding tuple, via ``item_index.lookup``;
+    with ``exclusion``, the most popular non-excluded one)."""
     b, beam, num_levels = sids.shape
     if num_items > beam:
         raise ValueError(f"num_items={num_items} must be <= beam_size={beam}")
     sids, scores = sids[:, :num_items], scores[:, :num_items]
-    if item_index is not None:
+    if exclusion is not None:
+        items = exclusion.lookup(sids).to(sids.device).long()
+    elif item_index is not None:
         items = torch.as_tensor(item_index.lookup(sids.reshape(-1, num_levels).cpu()))
         items = items.to(sids.device).reshape(b, num_items).long()
     else:

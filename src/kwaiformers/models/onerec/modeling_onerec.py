@@ -432,13 +432,24 @@ class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
         beam_size: int = 128,
         constrained: bool = True,
         item_index=None,
+        exclude_items: Any = None,
     ) -> RecommendationOutput:
         """Top-``num_items`` items per user by beam search over the L levels; the encoder output and
-        its cross-attention K/V are computed once per user and shared by all beams."""
+        its cross-attention K/V are computed once per user and shared by all beams.
+
+        ``exclude_items`` (one collection of item ids per user, or ``LongTensor[B, N]`` padded with
+        ``-1``; e.g. the items the user has already seen) are masked inside the constrained search
+        (:class:`~kwaiformers.models.onerec.item_index.ItemExclusion`): never returned, and
+        ``num_items`` items still come back whenever that many non-excluded tuples exist."""
         check_recommend_args(num_items, beam_size)
         item_index = item_index if item_index is not None else self.item_index
-        memory = self.encode(batch)
         b = batch["user_static"].shape[0]
+        exclusion = None
+        if exclude_items is not None:
+            if item_index is None or not constrained:
+                raise ValueError("exclude_items needs constrained=True and an item_index")
+            exclusion = item_index.exclusion(exclude_items, b)
+        memory = self.encode(batch)
         cache = DynamicCache()
 
         def step(codes, level, state):
@@ -455,9 +466,9 @@ class OneRecForGenerativeRecommendation(OneRecPreTrainedModel, GenerationMixin):
 
         sids, scores = shared_context_beam_search(
             step, b, self.level_sizes, beam_size, self.device, item_index=item_index,
-            constrained=constrained, reorder_fn=reorder,
+            constrained=constrained, reorder_fn=reorder, exclusion=exclusion,
         )
-        return finalize_recommendations(sids, scores, num_items, item_index)
+        return finalize_recommendations(sids, scores, num_items, item_index, exclusion)
 
     def generate(self, inputs: torch.Tensor | None = None, **kwargs: Any):
         """Encoder-decoder ``transformers`` generation; pass the schema batch as keyword arguments.

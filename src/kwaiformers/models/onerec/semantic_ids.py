@@ -253,7 +253,10 @@ class SemanticIdTokenizer:
         sum ||x||^2``), ``utilization`` (per level: fraction of codes used), ``entropy`` (per level,
         natural log, so the maximum is ``ln K``: ``ln 8192 = 9.01``, the scale of Table 11),
         ``collision_rate`` (``1 - distinct tuples / items``), ``colliding_item_fraction`` (items
-        whose tuple is shared) and ``max_items_per_tuple``.
+        whose tuple is shared), ``max_items_per_tuple`` and ``item_coverage`` (the fraction of
+        items a generated tuple can return: ``distinct tuples / items``; below 1.0, pass
+        ``disambiguate=True`` to :meth:`build_index` -- a TIGER-style extra level, coverage 1.0
+        -- or use larger codebooks).
         """
         self._require_fitted()
         x = _to_float_tensor(embeddings)
@@ -279,6 +282,7 @@ class SemanticIdTokenizer:
             "entropy": ent,
             "max_entropy": [math.log(k) for k in self.codebook_sizes],
             "collision_rate": 1.0 - group.numel() / n,
+            "item_coverage": group.numel() / n,
             "colliding_item_fraction": float((group[inverse] > 1).sum()) / n,
             "max_items_per_tuple": int(group.max()),
         }
