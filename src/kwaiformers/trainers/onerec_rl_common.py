@@ -163,10 +163,15 @@ class OneRecRLTrainerMixin:
         optimiser step, as in pretraining (OneRec TR §2.3: no auxiliary loss); the expert loads
         are counted in the training-mode forwards of the RL and SFT terms (rollout search runs in
         eval mode and does not count)."""
-        from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+        from kwaiformers.models.onerec.modeling_moe import (
+            AuxFreeBiasUpdateCallback,
+            exclude_moe_counters_from_ddp,
+            moe_layers,
+        )
 
         if not moe_layers(self.model):
             return
+        exclude_moe_counters_from_ddp(self.model)  # counts are summed over processes at the update
         if any(isinstance(cb, AuxFreeBiasUpdateCallback) for cb in self.callback_handler.callbacks):
             return  # the caller passed one (e.g. with its own update speed)
         self.add_callback(AuxFreeBiasUpdateCallback())
