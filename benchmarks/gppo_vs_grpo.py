@@ -632,6 +632,42 @@ def plot_all(path: str, results, sft_acc, best_lr, micro, cfg) -> None:
     print(f"plot written to {path}")
 
 
+def plot_diagnostics(path: str, runs_by_key: dict[str, list[dict]], best_lr: dict[str, float]) -> None:
+    """Per-rollout diagnostics (mean over seeds) of every arm at its best lr."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    panels = [("reward", "training reward (sampled accuracy, T)"),
+              ("clip_low", "clip-low fraction (A<0, r<1-eps_l)"),
+              ("clip_high", "clip-high fraction (A>0, r>1+eps_h)"),
+              ("entropy", "entropy (nats/token)"),
+              ("grad_rel_diff", "|g_GPPO - g_GRPO| / |g_GRPO| (last mini-batch)"),
+              ("dlogp_low", "one-step dlog pi of clip-low tokens")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, title) in zip(axes.flat, panels):
+        for arm, lr in best_lr.items():
+            runs = runs_by_key[f"{arm}@{lr:g}"]
+            steps = sorted({e["rollout"] for r in runs for e in r["logs"]})
+            ys = []
+            for k in steps:
+                vals = [e[key] for r in runs for e in r["logs"]
+                        if e["rollout"] == k and e.get(key) is not None]
+                ys.append(statistics.fmean(vals) if vals else float("nan"))
+            ax.plot(steps, ys, marker="o", ms=2, label=f"{arm} (lr {lr:g})")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("rollout (8 optimizer steps each)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
 def plot_micro_steps(path: str, micro: dict) -> None:
     try:
         import matplotlib
@@ -920,6 +956,8 @@ def main(argv=None) -> int:
             "headline": headline}, indent=None))
     if args.plot:
         plot_all(args.plot, results, sft_pref, best_lr, micro, cfg)
+        plot_diagnostics(str(Path(args.plot).with_name("gppo_vs_grpo_diagnostics.png")),
+                         {f"{arm}@{lr:g}": runs for (arm, lr), runs in results.items()}, best_lr)
     headline["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(_clean(headline)))
     return 0
