@@ -123,6 +123,10 @@ def test_tree_rounds_weighted_average_gossip_and_virtual_devices(two_ranks):
         np.testing.assert_allclose(mom[d], mom[0], atol=1e-7)
     assert all(r["reset_state_sizes"] == [0, 0, 0, 0] for r in ranks)
     np.testing.assert_allclose(ranks[0]["consensus"], ranks[1]["consensus"])
+    for r in ranks:
+        fsdp2, fsdp1 = r["sharded_errors"]
+        assert "model wrapped by FSDP2 (fully_shard)" in fsdp2 and "not supported" in fsdp2
+        assert "model wrapped by FSDP." in fsdp1
 
 
 def test_exact_resume_and_trainer_callback(two_ranks):
@@ -278,6 +282,16 @@ def scenario_engine(out: Path) -> dict:
     FedAvgAverager(models, 8, optimizers=opts, optimizer_state="reset").step()
     res["reset_state_sizes"] = [len(o.state) for o in opts]
     res["consensus"] = av.consensus_vector().tolist()
+    # sharded models (really sharded over the 2 ranks) are refused, as accelerate's LocalSGD does
+    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+
+    res["sharded_errors"] = []
+    for wrap in (fully_shard, lambda m: FullyShardedDataParallel(m, device_id=torch.device("cpu"))):
+        try:
+            ETreeAverager(wrap(torch.nn.Sequential(torch.nn.Linear(3, 4))), TreeSpec.fedavg(2))
+            res["sharded_errors"].append("")
+        except ValueError as exc:
+            res["sharded_errors"].append(str(exc))
     return res
 
 
