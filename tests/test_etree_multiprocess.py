@@ -123,6 +123,10 @@ def test_tree_rounds_weighted_average_gossip_and_virtual_devices(two_ranks):
         np.testing.assert_allclose(mom[d], mom[0], atol=1e-7)
     assert all(r["reset_state_sizes"] == [0, 0, 0, 0] for r in ranks)
     np.testing.assert_allclose(ranks[0]["consensus"], ranks[1]["consensus"])
+    for r in ranks:
+        fsdp2, fsdp1 = r["sharded_errors"]
+        assert "model wrapped by FSDP2 (fully_shard)" in fsdp2 and "not supported" in fsdp2
+        assert "model wrapped by FSDP." in fsdp1
 
 
 def test_exact_resume_and_trainer_callback(two_ranks):
@@ -133,6 +137,12 @@ def test_exact_resume_and_trainer_callback(two_ranks):
         assert r["hooked"] is True
         assert r["local_batches"] == 4 and r["local_seen"] == r["local_data"]
         assert "max_steps" in r["mismatch_error"] and "[2, 3]" in r["mismatch_error"]
+    # BatchNorm: DDP's buffer broadcast is off, every device's statistics are its own data's
+    for r in ranks:
+        assert r["bn_broadcast_off"] is True
+        np.testing.assert_allclose(r["bn_running_mean"], r["bn_data_mean"], atol=1e-5)
+        assert "ddp_broadcast_buffers=True" in r["broadcast_error"]
+    assert not np.allclose(ranks[0]["bn_running_mean"], ranks[1]["bn_running_mean"], atol=1.0)
     # Trainer: DDP all-reduce disabled (ranks diverge) until the averager aggregates
     assert not np.allclose(ranks[0]["trainer_local"], ranks[1]["trainer_local"])
     np.testing.assert_allclose(ranks[0]["trainer_avg"], ranks[1]["trainer_avg"], atol=1e-6)
@@ -272,6 +282,16 @@ def scenario_engine(out: Path) -> dict:
     FedAvgAverager(models, 8, optimizers=opts, optimizer_state="reset").step()
     res["reset_state_sizes"] = [len(o.state) for o in opts]
     res["consensus"] = av.consensus_vector().tolist()
+    # sharded models (really sharded over the 2 ranks) are refused, as accelerate's LocalSGD does
+    from torch.distributed.fsdp import FullyShardedDataParallel, fully_shard
+
+    res["sharded_errors"] = []
+    for wrap in (fully_shard, lambda m: FullyShardedDataParallel(m, device_id=torch.device("cpu"))):
+        try:
+            ETreeAverager(wrap(torch.nn.Sequential(torch.nn.Linear(3, 4))), TreeSpec.fedavg(2))
+            res["sharded_errors"].append("")
+        except ValueError as exc:
+            res["sharded_errors"].append(str(exc))
     return res
 
 
@@ -381,6 +401,43 @@ def scenario_ckpt_trainer(out: Path) -> dict:
         res["mismatch_error"] = ""
     except ValueError as exc:
         res["mismatch_error"] = str(exc)
+
+    # ---- BatchNorm under DDP: each device keeps its own running statistics (issue 19, point 2)
+    class BNNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(4, momentum=None)  # cumulative mean of the batch means
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x, labels=None):
+            logits = self.lin(self.bn(x))
+            return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    torch.manual_seed(0)
+    bn_model = BNNet()
+    gb = torch.Generator().manual_seed(10 + rank)
+    bn_data = [{"x": torch.randn(4, generator=gb) + 5.0 * rank, "labels": rank} for _ in range(16)]
+    bn_args = TrainingArguments(output_dir=str(out / f"trainer_bn{rank}"),
+                                per_device_train_batch_size=4, max_steps=4, learning_rate=0.1,
+                                report_to=[], save_strategy="no", logging_strategy="no",
+                                use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+    bn_trainer = Trainer(model=bn_model, args=bn_args, train_dataset=bn_data)
+    bn_cb = ETreeCallback(FedAvgAverager(bn_trainer.model, 2, period=100, timeout=30),
+                          bn_trainer, final_sync=False)
+    bn_trainer.add_callback(bn_cb)
+    bn_trainer.train()
+    res["bn_broadcast_off"] = bn_cb.buffers_broadcast_disabled
+    res["bn_running_mean"] = bn_model.bn.running_mean.tolist()
+    # 4 equal batches covering this rank's 16 examples: the mean of the batch means
+    res["bn_data_mean"] = torch.stack([d["x"] for d in bn_data]).mean(0).tolist()
+    try:
+        bad = TrainingArguments(output_dir=str(out / f"trainer_bb{rank}"), ddp_broadcast_buffers=True,
+                                report_to=[], use_cpu=True)
+        ETreeCallback(FedAvgAverager(Tiny(), 2, timeout=30),
+                      Trainer(model=Tiny(), args=bad, train_dataset=data))
+        res["broadcast_error"] = ""
+    except ValueError as exc:
+        res["broadcast_error"] = str(exc)
     return res
 
 

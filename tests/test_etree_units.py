@@ -54,8 +54,9 @@ def test_treespec_validation_errors():
     with pytest.raises(ValueError, match="split across"):
         TreeSpec(4, ((Group((0, 1), 0), Group((2, 3), 2)),
                      (Group((0, 2), 0), Group((1, 3), 1))))
-    with pytest.raises(ValueError, match="share one period"):
-        TreeSpec(4, ((Group((0, 1), 0, 1), Group((2, 3), 2, 2)), (Group((0, 1, 2, 3), 0),)))
+    with pytest.raises(ValueError, match="share one period"):  # public node 1, periods 1 vs 2
+        TreeSpec(4, ((Group((0, 1), 0, 1), Group((1, 2, 3), 2, 2)), (Group((0, 1, 2, 3), 2),)),
+                 public_nodes=(1,))
     with pytest.raises(ValueError, match="unknown keys"):
         TreeSpec.from_dict({"num_devices": 1, "levels": [], "extra": 1})
     with pytest.raises(ValueError, match="missing the field"):
@@ -210,3 +211,173 @@ def test_single_process_virtual_devices_root_counts_public_node_once():
     assert av.rounds_per_level == [1, 1]
     # bytes: cluster links (1 + 2 non-host members) + root link (cluster host 0 -> root 2)
     assert av.bytes_per_level == [2 * av.model_bytes * 3, 2 * av.model_bytes * 1]
+
+
+# ------------------------------------------------------------- issue 19: exit sync, periods, sizes
+def _linear_devices(n: int):
+    import torch
+
+    models = [torch.nn.Linear(2, 1) for _ in range(n)]
+    with torch.no_grad():
+        for d, m in enumerate(models):
+            for p in m.parameters():
+                p.fill_(float(d + 1))
+    return models
+
+
+def _bump_all(models, scale: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for d, m in enumerate(models):
+            for p in m.parameters():
+                p.add_(scale * (d + 1) ** 2)
+
+
+def test_exit_after_leaf_only_round_runs_root_sync_averager_and_callback():
+    import torch
+
+    from kwaiformers.federated.averagers import ETreeAverager, flatten_model
+    from kwaiformers.federated.callbacks import ETreeCallback
+
+    w = [1.0, 2.0, 3.0, 4.0]
+    tree = TreeSpec.from_clusters([[0, 1], [2, 3]], [0, 2], root=0, k1=1, k2=2)
+    for use_callback in (False, True):
+        models = _linear_devices(4)
+        av = ETreeAverager(models, tree, n_samples=w)
+        if use_callback:  # Trainer path: on_step_end / on_train_end
+            cb = ETreeCallback(av)
+            for _ in range(3):
+                _bump_all(models, 0.1)
+                cb.on_step_end(None, None, None)
+            x = [flatten_model(m) for m in models]
+            cb.on_train_end(None, None, None)
+        else:
+            with av:
+                for _ in range(3):  # step 3 = a cluster-only round (root fires at 2, 4, ...)
+                    _bump_all(models, 0.1)
+                    av.step()
+                x = [flatten_model(m) for m in models]
+        assert not torch.allclose(x[0], x[2])  # clusters differed before the exit
+        expect = sum(wi * xi for wi, xi in zip(w, x)) / sum(w)
+        for m in models:
+            torch.testing.assert_close(flatten_model(m), expect)
+        assert av.rounds_per_level == [4, 2]  # 3 scheduled cluster rounds + the exit sync
+    # exit right after a root round: no extra aggregation
+    models = _linear_devices(4)
+    with ETreeAverager(models, tree, n_samples=w) as av:
+        av.step()
+        av.step()
+    assert av.rounds_per_level == [2, 1]
+    state = av.state_dict()
+    assert state["last_top_step"] == 2
+
+
+def test_per_node_periods_schedule_and_values():
+    import torch
+
+    from kwaiformers.federated.averagers import ETreeAverager, flatten_model
+
+    # cluster A = {0, 1} every step, cluster B = {2, 3} every 2 steps, root every 2*lcm(1, 2) = 4
+    tree = TreeSpec.from_clusters([[0, 1], [2, 3]], [0, 2], root=0, k1=[1, 2], k2=2)
+    assert not tree.uniform_periods and tree.step_periods == ((1, 2), (4,))
+    assert [tree.groups_to_fire(s) for s in (1, 2, 3, 4)] == [
+        ((0,), ()), ((0, 1), ()), ((0,), ()), ((0, 1), (0,))]
+    assert [tree.level_to_fire(s) for s in (1, 2, 4)] == [0, 0, 1]
+    assert TreeSpec.from_json(tree.to_json()) == tree
+    with pytest.raises(ValueError, match="per-node periods"):
+        tree.cumulative_periods  # noqa: B018
+    with pytest.raises(ValueError, match="one int per cluster"):
+        TreeSpec.from_clusters([[0, 1], [2, 3]], [0, 2], k1=[1, 2, 3])
+    models = _linear_devices(4)
+    av = ETreeAverager(models, tree)  # plain mean per group
+    x0 = [flatten_model(m) for m in models]
+    av.step()  # only A aggregates
+    x1 = [flatten_model(m) for m in models]
+    torch.testing.assert_close(x1[0], (x0[0] + x0[1]) / 2)
+    torch.testing.assert_close(x1[1], x1[0])
+    torch.testing.assert_close(x1[2], x0[2])
+    torch.testing.assert_close(x1[3], x0[3])
+    av.step()  # A and B
+    x2 = [flatten_model(m) for m in models]
+    torch.testing.assert_close(x2[2], (x0[2] + x0[3]) / 2)
+    assert av.rounds_per_group == [[2, 1], [0]] and av.rounds_per_level == [2, 0]
+    _bump_all(models, 0.1)
+    x2b = [flatten_model(m) for m in models]
+    av.step()
+    av.step()  # step 4: root over both clusters (4 devices, weights 1 per device)
+    _ = x2b
+    xs = [flatten_model(m) for m in models]
+    for v in xs[1:]:
+        torch.testing.assert_close(v, xs[0])
+    assert av.rounds_per_group == [[4, 2], [1]] and av._last_top_step == 4
+
+
+@pytest.mark.parametrize("scheme", ["iid", "shards", "dirichlet"])
+def test_every_partitioner_enforces_min_size(scheme):
+    y = _labels(10)  # 100 samples, 10 classes
+    parts = partition(y, 10, scheme, classes_per_device=2, min_size=5, seed=0)
+    assert min(p.size for p in parts) >= 5
+    with pytest.raises(ValueError, match=r"num_devices.*use num_devices <= 12"):
+        partition(y, 13, scheme, classes_per_device=2, min_size=8)
+    with pytest.raises(ValueError, match="min_size must be an int >= 1"):
+        partition(y, 4, scheme, min_size=0)
+    if scheme == "shards":  # enough samples in total, but the small class is spread too thin
+        y2 = np.array([0] * 30 + [1] * 4)
+        with pytest.raises(ValueError, match="only 2 samples, fewer than min_size=3"):
+            partition(y2, 4, scheme, classes_per_device=1, min_size=3)
+
+
+def test_sharded_training_is_refused():
+    import torch
+    from accelerate.utils import DistributedType
+
+    from kwaiformers.federated.averagers import ETreeAverager, check_not_sharded
+    from kwaiformers.federated.callbacks import ETreeCallback
+
+    class Acc:
+        def __init__(self, kind):
+            self.distributed_type = kind
+
+    tree = TreeSpec.fedavg(1)
+    for kind in (DistributedType.DEEPSPEED, DistributedType.FSDP, DistributedType.XLA):
+        with pytest.raises(ValueError, match=f"distributed_type={kind.name}.*not supported"):
+            ETreeAverager(torch.nn.Linear(2, 1), tree, accelerator=Acc(kind))
+    for kind in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        check_not_sharded(Acc(kind), torch.nn.Linear(2, 1))
+
+    class Trainer:  # the flags transformers.Trainer sets for DeepSpeed / FSDP
+        is_deepspeed_enabled, is_fsdp_enabled = True, False
+        accelerator = Acc(DistributedType.DEEPSPEED)
+        args = None
+
+    av = ETreeAverager(torch.nn.Linear(2, 1), tree)
+    with pytest.raises(ValueError, match="DeepSpeed"):
+        ETreeCallback(av, Trainer(), rank_local_data=False)
+
+    class DeepSpeedEngine(torch.nn.Module):  # same class name as deepspeed's wrapper
+        pass
+
+    with pytest.raises(ValueError, match="model wrapped by DeepSpeed"):
+        check_not_sharded(models=DeepSpeedEngine())
+
+
+def test_recipe_validates_sizes_before_spawning(capsys, monkeypatch):
+    from pathlib import Path
+
+    from kwaiformers.cli import main
+    from kwaiformers.federated import launch
+
+    def no_spawn(*a, **k):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("ranks were spawned for an invalid config")
+
+    monkeypatch.setattr(launch, "launch_local", no_spawn)
+    for var in ("WORLD_SIZE", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = str(Path(__file__).resolve().parent.parent / "trainers" / "configs" / "etree_smoke.yaml")
+    for sets, needle in ((["num_devices=400"], "num_devices=400 does not fit the data"),
+                         (["num_devices=8", "batch_size=400"], "use num_devices <= 7")):
+        args = [a for s in sets for a in ("--set", s)]
+        assert main(["train", "etree", "--config", cfg, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err

@@ -46,16 +46,32 @@ def test_frame_sampling_rules():
     assert idx == [0, 6, 12, 17, 23, 29] and rate == pytest.approx(2.0)
     idx, rate = sample_frame_indices(5, video_fps=30.0, fps=2.0, min_frames=4)
     assert len(idx) == 4  # clamped to min_frames, even count
-    idx, rate = sample_frame_indices(7, video_fps=None, fps=2.0)
-    assert len(idx) == 6 and rate == 2.0
+    assert len(sample_frame_indices(7, 30.0, num_frames=5)[0]) == 4  # num_frames rounds to even
+    # 1.5: min(int(T / video_fps * min(fps, video_fps)), cap), no minimum of 4
+    assert sample_frame_indices(30, 30.0, slow_fast=True, max_frames=None)[0] == [0, 29]
+    assert len(sample_frame_indices(9, 1.0, slow_fast=True, max_frames=None)[0]) == 9  # fps = min(2, 1)
+    assert len(sample_frame_indices(10**5, 60.0, slow_fast=True, max_frames=None, budget_max_frames=1365)[0]) == 1365
+    with pytest.raises(ValueError, match="too short"):
+        sample_frame_indices(10, 30.0, slow_fast=True)
     with pytest.raises(ValueError, match="positive"):
         sample_frame_indices(10, video_fps=0.0)
+
+
+def test_frame_lists_keep_every_frame_and_pad_to_even():
+    proc = KeyeVLVideoProcessor()
+    frames = [np.full((64, 96, 3), 50 * i, np.uint8) for i in range(5)]
+    out = proc([frames])
+    assert out["video_grid_thw"].tolist() == [[6, 4, 6]] and out["second_per_grid_ts"].tolist() == [0.5]
+    last = out["pixel_values_videos"].reshape(6, 24, 3, 14, 14)
+    assert torch.equal(last[5], last[4]) and not torch.equal(last[4], last[3])
+    assert proc.get_num_of_video_patches(5, 64, 96) == 6 * 24
+    assert proc([frames[:4]], fps=4.0)["second_per_grid_ts"].tolist() == [0.25]
 
 
 def test_video_processor_preview_pixels_and_seconds():
     proc = KeyeVLVideoProcessor(min_pixels=784, max_pixels=4 * 784, total_pixels=64 * 784, min_frames=2)
     video = RNG.integers(0, 256, (8, 40, 60, 3), dtype=np.uint8)
-    out = proc(video, video_fps=4.0)
+    out = proc(video, video_fps=4.0, image_pixel_range=(784, 16 * 784))
     t, h, w = out["video_grid_thw"][0].tolist()
     assert t == 4 and (h * 14) % 28 == 0 and (w * 14) % 28 == 0 and h * w * 196 <= 4 * 784
     assert out["pixel_values_videos"].shape == (t * h * w, 3, 14, 14)

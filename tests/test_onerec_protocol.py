@@ -227,3 +227,30 @@ def test_baselines_follow_the_protocol():
         ranked[1] in exclude[1]
     res = paired_bootstrap(torch.tensor([1.0, 0.5, 0.2, 0.0]), torch.zeros(4), num_resamples=200)
     assert res["diff"] == pytest.approx(0.425) and res["low"] <= res["diff"] <= res["high"]
+
+
+def test_v2_item_id_embedding_option():
+    from kwaiformers.data.pipeline import build_onerec_model
+
+    data = build_onerec_data(
+        {"split": "leave_one_out", "tie_order": "file", "short_len": 4, "long_len": 0},
+        {"num_levels": 2, "codebook_size": [4, 4], "embedding_dim": 4, "disambiguate": True},
+        bundle={"interactions": _random_log()},
+    )
+    torch.manual_seed(0)
+    model = build_onerec_model(data.spec, {"type": "onerec_v2", "hidden_size": 16, "num_hidden_layers": 1,
+                                           "num_attention_heads": 2, "embed_dim": 4,
+                                           "item_id_buckets": 41}).eval()
+    batch = data.collator([data.splits["test"][i] for i in range(4)])
+    assert batch["short_item_ids"].shape == batch["short_mask"].shape
+    assert ((batch["short_item_ids"] >= 0) == batch["short_mask"]).all()
+    loss = model(**batch).loss
+    assert torch.isfinite(loss)
+    other = dict(batch, short_item_ids=torch.where(batch["short_mask"], (batch["short_item_ids"] + 1) % 40,
+                                                   batch["short_item_ids"]))
+    assert not torch.allclose(model(**other).loss, loss)  # the ids are used
+    out = model.recommend(batch, num_items=3, beam_size=4, item_index=data.index,
+                          exclude_items=data.seen_items("test")[:4])
+    assert (out.item_ids >= 0).all()
+    with pytest.raises(ValueError, match="short_item_ids"):
+        model(**{k: v for k, v in batch.items() if k != "short_item_ids"})

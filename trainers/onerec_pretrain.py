@@ -4,14 +4,9 @@
     kwaiformers train onerec --config trainers/configs/onerec_v2_tiny.yaml     # same thing
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-from kwaiformers.trainers import onerec_pretrain
+from kwaiformers.cli import main
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="OneRec pretraining recipe")
-    onerec_pretrain.add_arguments(parser)
-    sys.exit(onerec_pretrain.run(parser.parse_args()))
+    sys.exit(main(["train", "onerec", *sys.argv[1:]]))

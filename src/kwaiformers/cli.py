@@ -4,15 +4,37 @@ Commands are registered in :data:`COMMANDS` by name (``"env"``, ``"train gppo"``
 ``"eval aime"``, ...). Each points to a module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; the module is imported only when its command runs, so
 ``kwaiformers --help`` stays fast.
+
+Errors (one place for every command, :func:`main`):
+
+- **User errors** -- a bad command line (argparse), a missing or unreadable file
+  (``FileNotFoundError``, ``IsADirectoryError``, ``NotADirectoryError``, ``PermissionError``), a
+  malformed YAML/JSON config, an unknown key or an invalid value (``ValueError``, ``TypeError``:
+  the project's convention is that these name the field and the expected form) -- print ONE line
+  ``error: <message>`` on stderr and exit with :data:`USAGE_EXIT` (2), without a traceback.
+  ``--debug`` (anywhere on the command line) or ``KWAIFORMERS_DEBUG=1`` re-raises instead, with the
+  full traceback.
+- Anything else (device failures such as ``DeviceFailure``, out-of-memory, a crashed rank) is not
+  touched: it keeps its own exit code and message (e.g. ``kwaiformers train etree`` exits 3 with
+  "resume from the last checkpoint").
+- ``Trainer`` log dicts are kept out of the progress bars
+  (:func:`kwaiformers.utils.train_logging.install_clean_trainer_logs`): they go to
+  ``<output_dir>/trainer_log.jsonl`` and the ``kwaiformers.train`` logger.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+#: Exit code of a user error (bad command line, config file, key or value), as argparse uses.
+USAGE_EXIT = 2
+#: Environment variable that, like ``--debug``, shows the traceback of a user error.
+DEBUG_ENV = "KWAIFORMERS_DEBUG"
 
 
 @dataclass(frozen=True)
@@ -62,7 +84,9 @@ def _top_level_help() -> str:
     for group, text in GROUPS.items():
         if not any(n.startswith(group + " ") for n in COMMANDS):
             lines.append(f"  {group:<{width}}{text} (no recipes registered yet)")
-    lines += ["", "Run 'kwaiformers <command> --help' for a command's options."]
+    lines += ["", "Run 'kwaiformers <command> --help' for a command's options.",
+              f"User errors print one 'error: ...' line and exit {USAGE_EXIT}; add --debug (or set "
+              f"{DEBUG_ENV}=1) for the traceback."]
     return "\n".join(lines)
 
 
@@ -76,9 +100,63 @@ def _group_help(group: str) -> str:
     return "\n".join(lines)
 
 
+class UsageError(Exception):
+    """A command-line error found by argparse (printed as one ``error:`` line, exit 2)."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises :class:`UsageError` instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [
+        UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+        NotADirectoryError, PermissionError]
+    if "yaml" in sys.modules:  # yaml errors can only come from a module that imported yaml
+        types.append(sys.modules["yaml"].YAMLError)
+    return tuple(types)
+
+
+def format_user_error(exc: BaseException) -> str:
+    """The one-line ``error: ...`` message for a user error."""
+    yaml = sys.modules.get("yaml")
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        msg = f"cannot open {os.fsdecode(exc.filename)!r}: {exc.strerror}"
+    elif yaml is not None and isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.name} line {mark.line + 1}" if mark is not None else "the config"
+        problem = getattr(exc, "problem", None) or str(exc)
+        msg = f"invalid YAML in {where}: {problem} (expected a YAML mapping of config keys)"
+    else:
+        msg = str(exc) or type(exc).__name__
+        if isinstance(exc, KeyError):  # pragma: no cover - not a user-error type today
+            msg = f"missing key {msg}"
+    return "error: " + " ".join(msg.split())
+
+
+def _debug_requested(args: list[str]) -> bool:
+    env = os.environ.get(DEBUG_ENV, "").strip().lower()
+    return "--debug" in args or env not in ("", "0", "false", "no")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point. Returns the process exit code."""
+    """Entry point. Returns the process exit code (user errors: :data:`USAGE_EXIT`)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
+    args = [a for a in args if a != "--debug"]
+    try:
+        return _dispatch(args)
+    except _user_error_types() as exc:
+        if debug:
+            raise
+        print(format_user_error(exc), file=sys.stderr)
+        return USAGE_EXIT
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in {"-h", "--help", "help"}:
         print(_top_level_help())
         return 0
@@ -95,10 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, rest = f"{name} {rest[0]}", rest[1:]
     command = COMMANDS.get(name)
     if command is None:
-        print(f"kwaiformers: unknown command {name!r}\n\n{_top_level_help()}", file=sys.stderr)
-        return 2
+        raise UsageError(f"unknown command {name!r}; 'kwaiformers --help' lists the commands")
+    from kwaiformers.utils.train_logging import install_clean_trainer_logs
+
+    install_clean_trainer_logs()
     module = importlib.import_module(command.module)
-    parser = argparse.ArgumentParser(prog=f"kwaiformers {name}", description=command.help)
+    parser = _ArgumentParser(prog=f"kwaiformers {name}", description=command.help)
     module.add_arguments(parser)
     parsed = parser.parse_args(rest)
     return int(module.run(parsed) or 0)

@@ -68,6 +68,8 @@ class OneRecCollator:
         feats = torch.zeros(bsz, length, _F_C)
         labels = torch.zeros(bsz, length, _F_B)
         mask = torch.zeros(bsz, length, dtype=torch.bool)
+        with_ids = f"{prefix}_item_ids" in samples[0]
+        item_ids = torch.full((bsz, length), -1, dtype=torch.long)
         for b, s in enumerate(samples):
             h_sids = s[f"{prefix}_sids"]
             n = min(len(h_sids), length)
@@ -86,6 +88,11 @@ class OneRecCollator:
             if lab is not None and len(lab):
                 labels[b, length - n:] = torch.as_tensor(lab[len(lab) - n:], dtype=torch.float32).reshape(n, _F_B)
             mask[b, length - n:] = True
+            if with_ids:
+                ids = s[f"{prefix}_item_ids"]
+                item_ids[b, length - n:] = torch.as_tensor(ids[len(ids) - n:], dtype=torch.long)
+        if with_ids:
+            out[f"{prefix}_item_ids"] = item_ids
         out[f"{prefix}_sids"], out[f"{prefix}_feats"] = sids, feats
         out[f"{prefix}_labels"], out[f"{prefix}_mask"] = labels, mask
 

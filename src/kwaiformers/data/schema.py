@@ -36,6 +36,9 @@ Optional keys
                        aligned (GBPO then uses ``target_logged_prob`` as ``pi_old``; otherwise
                        ``sg(pi)``, OneRec-V2 §3.1.2).
 ``user_id``            LongTensor[B]   dataset user id.
+``short_item_ids`` / ``long_item_ids``  LongTensor[B, T]  dataset item ids of the history positions
+                       (``-1`` = padding), for the optional per-item ID embedding of OneRec-V2
+                       (``item_id_buckets``).
 ``history_durations`` / ``history_play_times``  FloatTensor[B, H]  the user's own (duration,
                        play time) history for duration-aware reward shaping, NaN-padded.
 """

@@ -18,7 +18,9 @@ Details:
 - Process groups: one per group of every level (ranks holding any of its devices), created in the
   same order on every rank (``dist.new_group`` is collective); single-rank groups need none.
 - At step ``s`` the highest level ``l`` whose cumulative period divides ``s`` fires; levels
-  ``0..l`` aggregate bottom-up: each rank sums ``w * theta`` of its contributions (devices for
+  ``0..l`` aggregate bottom-up (per-node periods: exactly the groups whose step period divides
+  ``s`` aggregate, :meth:`TreeSpec.groups_to_fire`; each device takes the result of its highest
+  firing group): each rank sums ``w * theta`` of its contributions (devices for
   level 0; child groups whose host lives on the rank above it), ``reduce`` to the host's rank,
   the host divides, ``broadcast``; the level-``l`` result is then written to every device below
   (push-down). Weights: data size (default; a parent weights a child by the data under it, as in
@@ -33,6 +35,11 @@ Details:
   ``"average"`` (floating state tensors are averaged with the parameters).
 - Bytes are counted *logically*, per tree link: each child (device or child-group host) that is
   not the group's host sends its model up and receives the result down (2 x model bytes).
+- Exit (``__exit__`` / :meth:`ETreeAverager.final_aggregation`): a full-tree aggregation unless
+  the last step already ran one *at the top level* (a leaf-only or cluster-only round at the last
+  step does not count: devices would end on different models).
+- Sharded training is refused (:func:`check_not_sharded`), as ``accelerate``'s ``LocalSGD``
+  does: DeepSpeed, FSDP and XLA hold parameter shards, averaging them would be silently wrong.
 - Faults: every collective runs under the process-group timeout; a failure raises
   :class:`DeviceFailure` naming the level, group and step (the run stops with a clear error and
   can resume from the last checkpoint; see :mod:`kwaiformers.federated.checkpoint`).
@@ -59,6 +66,7 @@ __all__ = [
     "GossipAverager",
     "GroupedAverager",
     "IndividualTraining",
+    "check_not_sharded",
     "flatten_model",
     "load_flat",
 ]
@@ -68,6 +76,78 @@ OPTIMIZER_POLICIES = ("keep", "reset", "average")
 
 class DeviceFailure(RuntimeError):
     """A device (rank) died or timed out during an aggregation round."""
+
+
+# ---------------------------------------------------------------------------- sharding guard
+#: Accelerate distributed types with whole (unsharded) parameters on every rank (as LocalSGD).
+UNSHARDED_TYPES = ("NO", "MULTI_CPU", "MULTI_GPU", "MULTI_XPU", "MULTI_MLU", "MULTI_HPU",
+                   "MULTI_SDAA", "MULTI_MUSA", "MULTI_NPU", "MULTI_NEURON")
+
+
+def _sharding_of(model: Any) -> str | None:
+    """Name of the sharding wrapper of ``model`` (FSDP, FSDP2, DeepSpeed, DTensor, XLA) or None."""
+    try:
+        from torch.distributed.fsdp import FullyShardedDataParallel
+        if isinstance(model, FullyShardedDataParallel):
+            return "FSDP"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from torch.distributed.fsdp import FSDPModule
+        if isinstance(model, nn.Module) and any(isinstance(m, FSDPModule)
+                                                for m in model.modules()):
+            return "FSDP2 (fully_shard)"
+    except ImportError:  # pragma: no cover
+        pass
+    if type(model).__name__ == "DeepSpeedEngine":
+        return "DeepSpeed"
+    if isinstance(model, nn.Module):
+        try:
+            from torch.distributed.tensor import DTensor
+        except ImportError:  # pragma: no cover
+            DTensor = ()  # noqa: N806
+        for p in model.parameters():
+            if DTensor and isinstance(p, DTensor):
+                return "DTensor (tensor/sequence parallel or FSDP2)"
+            if p.device.type == "xla":
+                return "XLA"
+    return None
+
+
+def check_not_sharded(accelerator: Any = None, models: Any = None, trainer: Any = None,
+                      what: str = "E-Tree averaging") -> None:
+    """Raise ``ValueError`` for sharded or XLA training (like ``accelerate``'s ``LocalSGD``).
+
+    Averaging rank-local *shards* of parameters (DeepSpeed ZeRO, FSDP, DTensor) as if they were
+    whole models would be silently wrong, and XLA is not supported by the gloo/NCCL collectives
+    used here. Checks ``accelerator.distributed_type``, a Trainer's DeepSpeed/FSDP flags and the
+    model wrappers/parameters.
+    """
+    found: list[str] = []
+    if trainer is not None:
+        if getattr(trainer, "is_deepspeed_enabled", False):
+            found.append("DeepSpeed (Trainer is_deepspeed_enabled)")
+        if getattr(trainer, "is_fsdp_enabled", False):
+            found.append("FSDP (Trainer is_fsdp_enabled)")
+        if accelerator is None:
+            accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None:
+        dtype = getattr(accelerator, "distributed_type", None)
+        name = getattr(dtype, "name", None) or (str(dtype) if dtype is not None else None)
+        if name is not None and name not in UNSHARDED_TYPES:
+            found.append(f"accelerator.distributed_type={name}")
+    if models is not None:
+        for m in [models] if isinstance(models, nn.Module) else list(models):
+            kind = _sharding_of(m)
+            if kind:
+                found.append(f"model wrapped by {kind}")
+    if found:
+        raise ValueError(
+            f"{what} needs whole (unsharded) models on every rank, found "
+            f"{', '.join(dict.fromkeys(found))}. DeepSpeed, FSDP and XLA are not supported "
+            "(averaging parameter shards would be silently wrong); train with plain DDP "
+            "(MULTI_CPU/MULTI_GPU) or a single process per device, as with accelerate's LocalSGD."
+        )
 
 
 # ---------------------------------------------------------------------------- flat vectors
@@ -148,6 +228,7 @@ class _Base:
         enabled: bool = True,
     ) -> None:
         self.wrapped = _as_models(models)
+        check_not_sharded(accelerator, self.wrapped, what=type(self).__name__)
         self.models = [_unwrap(m) for m in self.wrapped]
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -318,7 +399,8 @@ class ETreeAverager(_Base):
         optimizers / optimizer_state: ``"keep"`` | ``"reset"`` | ``"average"``.
         accelerator: optional; steps count only when ``accelerator.sync_gradients``.
         timeout: per-collective timeout of the tree's process groups (seconds or timedelta).
-        final_sync: run a full-tree aggregation on ``__exit__`` (like ``LocalSGD``).
+        final_sync: run a full-tree aggregation on ``__exit__`` (like ``LocalSGD``) unless the
+            last step ran a top-level aggregation.
     """
 
     def __init__(
@@ -361,8 +443,9 @@ class ETreeAverager(_Base):
             self.group_ranks.append(ranks_l)
             self.groups.append(groups_l)
         self.rounds_per_level = [0] * len(tree.levels)
+        self.rounds_per_group = [[0] * len(level) for level in tree.levels]
         self.bytes_per_level = [0] * len(tree.levels)
-        self._last_aggregated_step = 0
+        self._last_top_step = 0  # last step that ran a full top-level aggregation
         self._membership = [
             {d: [gi for gi, g in enumerate(level) if d in g.members] for d in self.local_devices}
             for level in tree.levels
@@ -373,25 +456,35 @@ class ETreeAverager(_Base):
         return len(self.tree.levels) - 1
 
     def _on_step(self, step: int) -> None:
-        top = self.tree.level_to_fire(step)
-        if top >= 0:
-            self.aggregate(top)
+        fired = self.tree.groups_to_fire(step)
+        if any(fired):
+            self._aggregate(fired)
 
     def final_aggregation(self) -> None:
-        if self.final_sync and self.num_steps > 0 and self._last_aggregated_step != self.num_steps:
+        """Full-tree aggregation, skipped only when the last step ran one at the top level."""
+        if self.final_sync and self.num_steps > 0 and self._last_top_step != self.num_steps:
             self.aggregate(self.top_level)
 
     def aggregate(self, top: int) -> None:
-        """Aggregate levels ``0..top`` bottom-up and push the level-``top`` result down."""
+        """Aggregate every group of levels ``0..top`` bottom-up; push the level-``top`` result down."""
         if not 0 <= top <= self.top_level:
             raise ValueError(f"aggregate: level must be in [0, {self.top_level}], got {top}")
+        self._aggregate(tuple(tuple(range(len(level))) if li <= top else ()
+                              for li, level in enumerate(self.tree.levels)))
+
+    def _aggregate(self, fired: Sequence[Sequence[int]]) -> None:
+        """Aggregate the groups ``fired[l]`` of every level bottom-up (a firing group's children
+        fire too), then every local device takes the result of its highest firing group."""
         vecs = {d: self._vector(self.slot_of[d]) for d in self.local_devices}
         size = next(iter(vecs.values())).numel()
         prev: dict[int, tuple[torch.Tensor, float]] = {}
-        for li in range(top + 1):
-            level = self.tree.levels[li]
+        results: list[dict[int, tuple[torch.Tensor, float]]] = []
+        for li, level in enumerate(self.tree.levels):
+            firing = set(fired[li])
             cur: dict[int, tuple[torch.Tensor, float]] = {}
             for gi, g in enumerate(level):
+                if gi not in firing:
+                    continue
                 ranks = self.group_ranks[li][gi]
                 if self.rank not in ranks:
                     continue
@@ -422,22 +515,34 @@ class ETreeAverager(_Base):
                 cur[gi] = (buf[:-1] / buf[-1], float(buf[-1]))
             # logical bytes on this level's links (identical on every rank)
             for gi, g in enumerate(level):
+                if gi not in firing:
+                    continue
                 hosts = g.members if li == 0 else [
                     self.tree.levels[li - 1][k].host for k in self.children[li][gi]]
                 self.bytes_per_level[li] += 2 * self.model_bytes * sum(
                     1 for h in hosts if h != g.host)
-            self.rounds_per_level[li] += 1
+                self.rounds_per_group[li][gi] += 1
+            if firing:
+                self.rounds_per_level[li] += 1
+            results.append(cur)
             prev = cur
-        # push down: every local device takes the result of its level-`top` group(s)
+        # push down: every local device takes the result of its highest firing group(s)
         for d in self.local_devices:
-            gis = self._membership[top][d]
+            for li in range(self.top_level, -1, -1):
+                gis = [gi for gi in self._membership[li][d] if gi in set(fired[li])]
+                if gis:
+                    break
+            else:
+                continue  # none of this device's groups fired
+            res = results[li]
             if len(gis) == 1:
-                vec = prev[gis[0]][0]
+                vec = res[gis[0]][0]
             else:  # public node in several groups: weighted mean of their models
-                tot = sum(prev[gi][1] for gi in gis)
-                vec = sum(prev[gi][0] * prev[gi][1] for gi in gis) / tot
+                tot = sum(res[gi][1] for gi in gis)
+                vec = sum(res[gi][0] * res[gi][1] for gi in gis) / tot
             self._write_back(self.slot_of[d], vec)
-        self._last_aggregated_step = self.num_steps
+        if len(fired[self.top_level]) == len(self.tree.levels[self.top_level]):
+            self._last_top_step = self.num_steps
 
     def top_level_bytes(self) -> int:
         return self.bytes_per_level[-1]
@@ -447,7 +552,8 @@ class ETreeAverager(_Base):
             "num_steps": self.num_steps,
             "rounds_per_level": list(self.rounds_per_level),
             "bytes_per_level": list(self.bytes_per_level),
-            "last_aggregated_step": self._last_aggregated_step,
+            "rounds_per_group": [list(r) for r in self.rounds_per_group],
+            "last_top_step": self._last_top_step,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -456,7 +562,11 @@ class ETreeAverager(_Base):
             raise ValueError("state_dict is from a tree with a different number of levels")
         self.rounds_per_level = [int(x) for x in state["rounds_per_level"]]
         self.bytes_per_level = [int(x) for x in state["bytes_per_level"]]
-        self._last_aggregated_step = int(state.get("last_aggregated_step", 0))
+        if "rounds_per_group" in state:
+            self.rounds_per_group = [[int(x) for x in r] for r in state["rounds_per_group"]]
+        # older checkpoints stored the last step of *any* aggregation, which cannot tell whether
+        # the top level ran: 0 means the exit sync runs (harmless when the models already agree)
+        self._last_top_step = int(state.get("last_top_step", 0))
 
 
 class FedAvgAverager(ETreeAverager):

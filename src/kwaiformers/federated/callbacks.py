@@ -6,6 +6,15 @@ no-op DDP communication hook (``debugging_hooks.noop_hook``), so each rank train
 ``on_step_end`` (after each optimiser step, i.e. after gradient accumulation) calls
 ``averager.step()``, which averages over the tree at the scheduled steps.
 
+Buffers: outside ``no_sync`` DDP broadcasts every buffer from rank 0 before each forward
+(``broadcast_buffers``, on by default), which would overwrite each device's own BatchNorm running
+statistics with rank 0's; the callback turns it off on the wrapped model (and refuses an explicit
+``TrainingArguments.ddp_broadcast_buffers=True``). The averager averages floating buffers at its
+aggregations instead (``include_buffers=True``).
+
+Sharded training (DeepSpeed, FSDP, XLA) is refused with a ``ValueError``, as ``accelerate``'s
+``LocalSGD`` does (:func:`~kwaiformers.federated.averagers.check_not_sharded`).
+
 Build the averager on the *unwrapped* model (``trainer.model``) before ``trainer.train()``::
 
     averager = ETreeAverager(trainer.model, tree, n_samples=[len(local_dataset)])
@@ -70,6 +79,14 @@ def make_train_dataloader_rank_local(trainer: Any) -> Any:
     return trainer
 
 
+def _check_broadcast_buffers_arg(args: Any) -> None:
+    if getattr(args, "ddp_broadcast_buffers", None) is True:
+        raise ValueError(
+            "ETreeCallback: TrainingArguments.ddp_broadcast_buffers=True makes DDP copy rank 0's "
+            "buffers (BatchNorm statistics) onto every device before each forward; leave it "
+            "unset (None) or set it to False (E-Tree averages buffers at its aggregations)")
+
+
 class ETreeCallback(TrainerCallback):
     """Drive an averager from ``Trainer`` (see the module docstring).
 
@@ -84,10 +101,16 @@ class ETreeCallback(TrainerCallback):
 
     def __init__(self, averager: Any, trainer: Any = None, final_sync: bool = True,
                  rank_local_data: bool = True) -> None:
+        from .averagers import check_not_sharded
+
         self.averager = averager
         self.trainer = trainer
         self.final_sync = final_sync
         self.hooked = False
+        self.buffers_broadcast_disabled = False
+        if trainer is not None:
+            check_not_sharded(trainer=trainer, what="ETreeCallback")
+            _check_broadcast_buffers_arg(getattr(trainer, "args", None))
         if rank_local_data and trainer is not None:
             make_train_dataloader_rank_local(trainer)
 
@@ -95,12 +118,20 @@ class ETreeCallback(TrainerCallback):
         from torch.distributed.algorithms.ddp_comm_hooks.debugging_hooks import noop_hook
         from torch.nn.parallel import DistributedDataParallel
 
+        from .averagers import check_not_sharded
+
+        _check_broadcast_buffers_arg(args)
         wrapped = getattr(self.trainer, "model_wrapped", None) if self.trainer else None
         if wrapped is None:
             wrapped = kwargs.get("model")
-        if isinstance(wrapped, DistributedDataParallel) and not self.hooked:
-            wrapped.register_comm_hook(None, noop_hook)
-            self.hooked = True
+        check_not_sharded(trainer=self.trainer, models=wrapped, what="ETreeCallback")
+        if isinstance(wrapped, DistributedDataParallel):
+            if not self.hooked:
+                wrapped.register_comm_hook(None, noop_hook)
+                self.hooked = True
+            # rank 0's buffers must not overwrite every device's own (BatchNorm statistics)
+            wrapped.broadcast_buffers = False
+            self.buffers_broadcast_disabled = True
         self._check_same_step_count(state.max_steps)
         return control
 
@@ -124,6 +155,7 @@ class ETreeCallback(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
+        # skipped only when the last step ran a *top-level* aggregation (the averager tracks it)
         if self.final_sync:
             self.averager.final_aggregation()
         return control

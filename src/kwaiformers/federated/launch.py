@@ -22,8 +22,9 @@ __all__ = ["LaunchError", "check_launch", "free_port", "init_distributed", "laun
            "launched_by_a_launcher"]
 
 
-class LaunchError(RuntimeError):
-    """The process layout does not match the requested number of processes."""
+class LaunchError(ValueError):
+    """The process layout does not match the requested number of processes (a user error: the
+    ``kwaiformers`` CLI prints it as one ``error:`` line and exits 2)."""
 
 
 def free_port() -> int:

@@ -36,6 +36,9 @@ def partition(
     - ``"dirichlet"``: per class, proportions ``~ Dir(alpha)`` over devices (Hsu et al. 2019),
       with NIID-Bench's balancing (devices already holding ``N/num_devices`` samples get no more
       of later classes); redrawn until every device holds at least ``min_size`` samples.
+
+    Every scheme enforces ``min_size`` samples per device and raises a ``ValueError`` naming
+    ``num_devices``, the smallest device and the largest feasible ``num_devices`` otherwise.
     """
     y = np.asarray(labels)
     if y.ndim != 1 or y.size == 0:
@@ -44,8 +47,13 @@ def partition(
         raise TypeError(f"partition: labels must be integers, got dtype {y.dtype}")
     if not isinstance(num_devices, int) or num_devices < 1:
         raise ValueError(f"partition: num_devices must be a positive int, got {num_devices!r}")
-    if num_devices > y.size:
-        raise ValueError(f"partition: {num_devices} devices but only {y.size} samples")
+    if not isinstance(min_size, int) or isinstance(min_size, bool) or min_size < 1:
+        raise ValueError(f"partition: min_size must be an int >= 1, got {min_size!r}")
+    if num_devices * min_size > y.size:
+        raise ValueError(
+            f"partition: num_devices={num_devices} with min_size={min_size} samples per device "
+            f"needs {num_devices * min_size} samples, the data has {y.size}; use num_devices <= "
+            f"{y.size // min_size}")
     if scheme not in SCHEMES:
         raise ValueError(f"partition: scheme must be one of {SCHEMES}, got {scheme!r}")
     rng = np.random.default_rng(seed)
@@ -71,8 +79,9 @@ def partition(
             idx = rng.permutation(np.flatnonzero(y == k))
             if idx.size < len(devs):
                 raise ValueError(
-                    f"partition: class {k} has {idx.size} samples for {len(devs)} devices"
-                )
+                    f"partition: scheme 'shards' gives class {k} ({idx.size} samples) to "
+                    f"{len(devs)} devices; lower num_devices (now {num_devices}) or "
+                    "classes_per_device")
             for dev, chunk in zip(devs, np.array_split(idx, len(devs))):
                 buckets[dev].append(chunk)
         parts = [np.concatenate(b) for b in buckets]
@@ -99,6 +108,12 @@ def partition(
                 f"partition: no Dirichlet({alpha}) draw gave every device >= {min_size} samples "
                 f"in {max_retries} tries; lower min_size or raise alpha"
             )
+    sizes = [int(np.asarray(p).size) for p in parts]
+    if min(sizes) < min_size:  # iid/shards: cannot be redrawn, the split is deterministic
+        d = int(np.argmin(sizes))
+        raise ValueError(
+            f"partition: scheme {scheme!r} gives device {d} only {sizes[d]} samples, fewer than "
+            f"min_size={min_size}; lower num_devices (now {num_devices}) or min_size")
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 

@@ -134,6 +134,42 @@ def _dataset(cfg: ETreeRecipeConfig, seed: int):
             yte.astype(np.int64))
 
 
+def min_device_size(cfg: ETreeRecipeConfig) -> int:
+    """Samples every device must hold: ``max(2, batch_size // 2)``."""
+    return max(2, cfg.batch_size // 2)
+
+
+def _partition(cfg: ETreeRecipeConfig, ytr: np.ndarray, seed: int) -> list[np.ndarray]:
+    from .partition import partition
+
+    return partition(ytr, cfg.num_devices, cfg.partition,
+                     classes_per_device=cfg.classes_per_device, alpha=cfg.alpha, seed=seed,
+                     min_size=min_device_size(cfg))
+
+
+def validate_sizes(cfg: ETreeRecipeConfig, world_size: int | None = None) -> None:
+    """Check, before any rank is spawned, that the data supports ``num_devices`` devices.
+
+    Builds each seed's training split and partition (cheap and deterministic: the ranks compute
+    the same) and raises a ``ValueError`` naming the config keys when a device would get fewer
+    than :func:`min_device_size` samples, or when ``world_size`` ranks exceed ``num_devices``.
+    """
+    if world_size is not None and world_size > cfg.num_devices:
+        raise ValueError(
+            f"num_devices ({cfg.num_devices}) must be >= the number of processes ({world_size}): "
+            "a process would hold no device")
+    for seed in cfg.seeds:
+        ytr = _dataset(cfg, seed)[1]
+        try:
+            _partition(cfg, ytr, seed)
+        except ValueError as e:
+            raise ValueError(
+                f"num_devices={cfg.num_devices} does not fit the data (dataset={cfg.dataset!r}, "
+                f"{ytr.size} training samples, partition={cfg.partition!r}, seed {seed}, at "
+                f"least {min_device_size(cfg)} samples per device = max(2, batch_size // 2)): "
+                f"{e}") from None
+
+
 def _make_model(cfg: ETreeRecipeConfig, in_dim: int, seed: int):
     import torch
     from torch import nn
@@ -186,14 +222,12 @@ class _Run:
     def __init__(self, cfg: ETreeRecipeConfig, seed: int, rank: int, world: int) -> None:
         import torch
 
-        from .partition import label_histograms, partition
+        from .partition import label_histograms
         from .tree import block_placement
 
         self.cfg, self.seed, self.rank, self.world = cfg, seed, rank, world
         xtr, ytr, xte, yte = _dataset(cfg, seed)
-        self.parts = partition(ytr, cfg.num_devices, cfg.partition,
-                               classes_per_device=cfg.classes_per_device, alpha=cfg.alpha,
-                               seed=seed, min_size=max(2, cfg.batch_size // 2))
+        self.parts = _partition(cfg, ytr, seed)
         self.hist = label_histograms(ytr, self.parts, 10)
         self.sizes = [int(p.size) for p in self.parts]
         if cfg.placement == "block":
@@ -431,8 +465,10 @@ def run_recipe(cfg: ETreeRecipeConfig) -> dict[str, Any] | None:
 
     cfg_dict = dataclasses.asdict(cfg)
     if launched_by_a_launcher() or (cfg.processes or 1) == 1:
-        check_launch(cfg.processes if launched_by_a_launcher() else None)
+        world = check_launch(cfg.processes if launched_by_a_launcher() else None)
+        validate_sizes(cfg, world)
         return _worker(cfg_dict, None)
+    validate_sizes(cfg, cfg.processes)  # user errors surface here, not inside the ranks
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "result.json")
         launch_local(_worker, cfg.processes, (cfg_dict, path))
@@ -462,27 +498,27 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import yaml
 
-    from .launch import LaunchError
-
     overrides: dict[str, Any] = {}
     for item in args.set:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE (a config key and a YAML value), got "
+                             f"{item!r}")
         key, value = item.split("=", 1)
         overrides[key.strip()] = yaml.safe_load(value)
     if args.output_dir:
         overrides["output_dir"] = args.output_dir
     cfg = load_config(args.config, overrides)
     try:
-        out = run_recipe(cfg)
-    except LaunchError as e:
-        print(f"kwaiformers train etree: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a rank failed in a spawned run (message already on stderr)
-        if type(e).__name__ in ("ProcessExitedException", "ProcessRaisedException"):
+        out = run_recipe(cfg)  # user errors (ValueError, LaunchError) go to the CLI wrapper
+    except Exception as e:  # a rank failed in a spawned run (its message is already on stderr)
+        if type(e).__name__ == "ProcessExitedException":  # died / DeviceFailure (exit 3)
             print(f"kwaiformers train etree: a rank failed: {str(e).strip()}\n"
                   "resume from the last checkpoint with --set resume_from=DIR", file=sys.stderr)
             return 3
+        if type(e).__name__ == "ProcessRaisedException":  # an exception inside a rank
+            print(f"kwaiformers train etree: a rank raised an error:\n{str(e).strip()}",
+                  file=sys.stderr)
+            return 1
         raise
     if out is None:  # not rank 0
         return 0

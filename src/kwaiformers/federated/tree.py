@@ -5,8 +5,16 @@ aggregators of the paper), ``levels[-1]`` is normally the single root. Every gro
 *devices* under it (so a level-``l`` group is the union of some level-``l-1`` groups), the device
 that **hosts** its aggregation (a member: aggregation points are ordinary devices, there is no
 server) and its ``period``: how many aggregations of the level below (steps of the leaves for
-level 0) happen per aggregation of this group. All groups of one level share a period, so level
-``l`` fires at step ``s`` when ``s % (k_0 * ... * k_l) == 0`` (the EdgeTB ``round % sync`` rule).
+level 0) happen per aggregation of this group. When all groups of one level share a period,
+level ``l`` fires at step ``s`` when ``s % (k_0 * ... * k_l) == 0`` (the EdgeTB ``round % sync``
+rule).
+
+Per-node periods (EdgeTB gives every node its own ``sync``): groups of one level may have
+different periods. Group ``g`` then aggregates every ``S_g`` leaf steps (:attr:`TreeSpec.step_periods`)
+with ``S_g = period_g`` on level 0 and ``S_g = period_g * lcm(S_c for c in children(g))`` above
+(a parent waits for every child, as EdgeTB's aggregators do: when it fires, each child has just
+completed a whole number of its own rounds). With equal periods per level this is the rule above.
+Every public node's groups must share one step period.
 
 Public nodes (Algorithm 2) may belong to several groups of a level; every other device belongs to
 exactly one group per level. ``placement`` maps each device onto ``(rank, slot)``: several
@@ -16,6 +24,7 @@ exactly one group per level. ``placement`` maps each device onto ``(rank, slot)`
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +51,15 @@ class Group:
             raise ValueError(f"Group.host ({self.host}) must be one of its members {members}")
         if not isinstance(self.period, int) or isinstance(self.period, bool) or self.period < 1:
             raise ValueError(f"Group.period must be an integer >= 1, got {self.period!r}")
+
+
+def _per_group(value: int | Sequence[int], n: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int):
+        return (value,) * n
+    out = tuple(value)
+    if len(out) != n:
+        raise ValueError(f"{name} must be an int or one int per cluster ({n}), got {len(out)}")
+    return out
 
 
 def block_placement(num_devices: int, world_size: int) -> tuple[tuple[int, int], ...]:
@@ -109,11 +127,6 @@ class TreeSpec:
                 raise ValueError(f"TreeSpec.levels[{li}] is empty")
             if any(not isinstance(g, Group) for g in level):
                 raise TypeError(f"TreeSpec.levels[{li}] must contain Group objects")
-            periods = {g.period for g in level}
-            if len(periods) != 1:
-                raise ValueError(
-                    f"TreeSpec.levels[{li}]: all groups of a level share one period, got {periods}"
-                )
             seen: dict[int, int] = {}
             for gi, g in enumerate(level):
                 for m in g.members:
@@ -132,6 +145,16 @@ class TreeSpec:
                 raise ValueError(f"devices {missing[:10]} are in no group of level {li}")
             if li > 0:
                 self.children(li)  # checks nesting
+        if public and not self.uniform_periods:
+            steps = self.step_periods
+            for li, level in enumerate(self.levels):
+                for p in public:
+                    got = {steps[li][gi] for gi, g in enumerate(level) if p in g.members}
+                    if len(got) > 1:
+                        raise ValueError(
+                            f"public node {p} is in groups of level {li} with different step "
+                            f"periods {sorted(got)}; a public node's groups must share one period"
+                        )
         if self.rooted and len(self.levels[-1]) != 1:
             raise ValueError(
                 f"a rooted TreeSpec needs exactly one root group, the last level has "
@@ -183,24 +206,50 @@ class TreeSpec:
 
     # ------------------------------------------------------------------ helpers
     @property
+    def uniform_periods(self) -> bool:
+        """Whether all groups of every level share one period (no per-node periods)."""
+        return all(len({g.period for g in level}) == 1 for level in self.levels)
+
+    @property
     def periods(self) -> tuple[int, ...]:
-        """``k_l`` per level."""
+        """``k_l`` per level (trees with per-node periods: use :attr:`step_periods`)."""
+        if not self.uniform_periods:
+            raise ValueError("this TreeSpec has per-node periods: use step_periods")
         return tuple(level[0].period for level in self.levels)
 
     @property
     def cumulative_periods(self) -> tuple[int, ...]:
         """``k_0 * ... * k_l`` per level: level ``l`` fires at steps divisible by this."""
         out, acc = [], 1
-        for k in self.periods:
+        for k in self.periods:  # raises for per-node periods
             acc *= k
             out.append(acc)
         return tuple(out)
 
+    @property
+    def step_periods(self) -> tuple[tuple[int, ...], ...]:
+        """Leaf steps between two aggregations of each group, per level (module docstring)."""
+        out: list[tuple[int, ...]] = [tuple(g.period for g in self.levels[0])]
+        for li in range(1, len(self.levels)):
+            kids = self.children(li)
+            out.append(tuple(
+                g.period * math.lcm(*(out[li - 1][k] for k in kids[gi]))
+                for gi, g in enumerate(self.levels[li])))
+        return tuple(out)
+
+    def groups_to_fire(self, step: int) -> tuple[tuple[int, ...], ...]:
+        """Indices of the groups of every level that aggregate at leaf step ``step``.
+
+        A firing group's descendants always fire too (their step periods divide its own).
+        """
+        return tuple(tuple(gi for gi, p in enumerate(level) if step % p == 0)
+                     for level in self.step_periods)
+
     def level_to_fire(self, step: int) -> int:
-        """Highest level whose cumulative period divides ``step`` (``-1``: none, local step)."""
+        """Highest level with a group that fires at ``step`` (``-1``: none, local step)."""
         top = -1
-        for li, p in enumerate(self.cumulative_periods):
-            if step % p == 0:
+        for li, fired in enumerate(self.groups_to_fire(step)):
+            if fired:
                 top = li
         return top
 
@@ -226,20 +275,22 @@ class TreeSpec:
         clusters: Sequence[Sequence[int]],
         centers: Sequence[int],
         root: int | None = None,
-        k1: int = 1,
+        k1: int | Sequence[int] = 1,
         k2: int = 4,
         public_nodes: Sequence[int] = (),
         num_devices: int | None = None,
     ) -> TreeSpec:
         """The paper's 3-layer E-Tree: KMA clusters hosted on their centres, root on a centre.
 
-        ``k1``: leaf steps per cluster round; ``k2``: cluster rounds per root round.
-        ``root`` defaults to the centre of the largest cluster.
+        ``k1``: leaf steps per cluster round, one int or one per cluster (per-node periods: the
+        root then aggregates every ``k2 * lcm(k1)`` steps); ``k2``: cluster rounds per root
+        round. ``root`` defaults to the centre of the largest cluster.
         """
         if len(clusters) != len(centers):
             raise ValueError("from_clusters: clusters and centers must have the same length")
+        k1s = _per_group(k1, len(clusters), "k1")
         n = num_devices if num_devices is not None else 1 + max(max(c) for c in clusters)
-        groups = tuple(Group(tuple(c), int(h), k1) for c, h in zip(clusters, centers))
+        groups = tuple(Group(tuple(c), int(h), k) for c, h, k in zip(clusters, centers, k1s))
         if root is None:
             root = int(centers[max(range(len(clusters)), key=lambda i: len(clusters[i]))])
         if root not in set(int(c) for c in centers):
@@ -256,13 +307,14 @@ class TreeSpec:
         cls,
         clusters: Sequence[Sequence[int]],
         centers: Sequence[int],
-        period: int = 1,
+        period: int | Sequence[int] = 1,
         public_nodes: Sequence[int] = (),
         num_devices: int | None = None,
     ) -> TreeSpec:
         """The "Grouped" ablation (paper Table 3): E-Tree without the root level."""
+        periods = _per_group(period, len(clusters), "period")
         n = num_devices if num_devices is not None else 1 + max(max(c) for c in clusters)
-        groups = tuple(Group(tuple(c), int(h), period) for c, h in zip(clusters, centers))
+        groups = tuple(Group(tuple(c), int(h), k) for c, h, k in zip(clusters, centers, periods))
         return cls(n, (groups,), tuple(public_nodes), rooted=False)
 
     # ------------------------------------------------------------------ JSON

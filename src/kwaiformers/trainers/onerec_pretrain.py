@@ -187,14 +187,15 @@ def _make_trainer_class():
             out[f"{prefix}_num_users"] = float(len(dataset))
             return out
 
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
-            metrics = super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                            metric_key_prefix: str = "eval"):
+            # added here (not after ``evaluate``) so that callbacks such as early stopping and the
+            # best-checkpoint choice see the recommendation metrics
+            output = super().evaluation_loop(dataloader, description, prediction_loss_only,
+                                             ignore_keys, metric_key_prefix)
             if self.item_index is not None and self.eval_settings.get("recommend", True):
-                dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-                extra = self.recommendation_metrics(dataset, metric_key_prefix)
-                metrics.update(extra)
-                self.log(extra)
-            return metrics
+                output.metrics.update(self.recommendation_metrics(dataloader.dataset, metric_key_prefix))
+            return output
 
     return OneRecPretrainTrainer
 
@@ -271,10 +272,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", nargs="?", const=True, default=None,
                         help="resume from the last checkpoint in output_dir (or from the given path)")
     parser.add_argument("--report-to", default=None, help="override training.report_to (e.g. none, wandb)")
+    parser.add_argument("--data-dir", default=None, help="override data.data_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override any recipe value (VALUE is YAML), e.g. --set training.seed=1 "
+                             "--set data.max_eval_samples=200; repeatable")
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``SECTION.KEY=VALUE`` overrides (``VALUE`` parsed as YAML) applied to a raw recipe mapping."""
+    import yaml
+
+    out = {k: dict(v or {}) for k, v in raw.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or not section or not name:
+            raise ValueError(f"override {item!r} must look like SECTION.KEY=VALUE (e.g. training.seed=1)")
+        out.setdefault(section, {})[name] = yaml.safe_load(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = load_recipe(args.config)
+    import yaml
+
+    with open(args.config, encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{args.config} must hold a mapping with model/data/tokenizer/training/eval sections")
+    overrides = list(args.set)
+    if args.data_dir:
+        overrides.append(f"data.data_dir={json.dumps(args.data_dir)}")
+    recipe = load_recipe(apply_overrides(raw, overrides))
     if args.output_dir:
         recipe.training["output_dir"] = args.output_dir
     if args.max_steps is not None:

@@ -444,9 +444,20 @@ def context_blind_message(diag: dict[str, Any], what: str = "the base model") ->
 
 
 # ---------------------------------------------------------------------------- the recipe
+#: Top-level keys of an ``onerec-rl`` YAML recipe and the algorithms it runs.
+RECIPE_KEYS = ("algorithm", "seed", "output_dir", "data", "model", "eval", "reward_model",
+               "trainer")
+ALGORITHMS = ("gbpo", "ecpo", "hybrid")
+
+
 def run_recipe(config: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Run the ``onerec-rl`` recipe from a config dict (the YAML files in ``trainers/configs``)."""
+    unknown = sorted(set(config) - set(RECIPE_KEYS))
+    if unknown:  # checked before any work: a typo must not silently run the defaults
+        raise ValueError(f"unknown top-level keys {unknown} (expected {', '.join(RECIPE_KEYS)})")
     algorithm = config.get("algorithm", "gbpo")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     seed = int(config.get("seed", 0))
     out_dir = config.get("output_dir", f"outputs/onerec-{algorithm}")
     data_cfg = dict(config.get("data", {}))

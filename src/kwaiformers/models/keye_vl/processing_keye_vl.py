@@ -146,7 +146,11 @@ class KeyeVLProcessor(ProcessorMixin):
             image_grids = data["image_grid_thw"] = image_inputs["image_grid_thw"]
         video_meta: dict[str, Any] = {}
         if videos is not None:
-            video_inputs = self.video_processor(videos, video_fps=video_fps, fps=fps, num_frames=num_frames)
+            size = self.image_processor.size
+            pixel_range = (size["shortest_edge"], size["longest_edge"])  # the hub processor's cap on frames
+            video_inputs = self.video_processor(
+                videos, video_fps=video_fps, fps=fps, num_frames=num_frames, image_pixel_range=pixel_range
+            )
             data["pixel_values_videos"] = video_inputs["pixel_values_videos"]
             video_grids = data["video_grid_thw"] = video_inputs["video_grid_thw"]
             if self.slow_fast:

@@ -51,6 +51,11 @@ class OneRecV2Config(PretrainedConfig):
     * ``embed_dim`` is the per-feature embedding size (SID level tables, continuous and label
       projections; Table 5's embed_dim column); history SIDs are ``sid_combine="concat"``-ed.
     * ``context_position_embeddings``: learnable positions added to the context before the split.
+    * ``item_id_buckets`` (default 0 = off, the paper's SID-only input): a per-item ID embedding
+      (``embed_dim``, item id hashed modulo ``item_id_buckets``; per item when the buckets cover
+      the ids) concatenated with the SID embedding in the short and long pathways; needs
+      ``short_item_ids``/``long_item_ids`` in the batch (the collator emits them). V2 otherwise
+      sees a history item only through its codes.
     * The dense FFN is SwiGLU with ``intermediate_size`` (default ``4 * hidden_size``).
     * Decoder input: per-position tables (BOS vector, then one table per level, V2 "embedding
       tables"). Output: position-specific RMSNorm + Linear heads.
@@ -77,6 +82,7 @@ class OneRecV2Config(PretrainedConfig):
         sid_combine: str = "concat",
         context_hidden_size: int | None = None,
         context_position_embeddings: bool = True,
+        item_id_buckets: int = 0,
         hidden_size: int = 1792,
         num_hidden_layers: int = 18,
         num_attention_heads: int = 14,
@@ -115,6 +121,9 @@ class OneRecV2Config(PretrainedConfig):
         self.sid_combine = sid_combine
         self.context_hidden_size = context_hidden_size or hidden_size
         self.context_position_embeddings = context_position_embeddings
+        if isinstance(item_id_buckets, bool) or not isinstance(item_id_buckets, int) or item_id_buckets < 0:
+            raise ValueError(f"item_id_buckets must be an int >= 0, got {item_id_buckets!r}")
+        self.item_id_buckets = item_id_buckets
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads

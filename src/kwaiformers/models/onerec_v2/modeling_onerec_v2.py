@@ -85,8 +85,12 @@ class OneRecV2ContextProcessor(nn.Module):
             config.user_feature_vocab_sizes, config.embed_dim, config.context_hidden_size, d_ctx,
             config.num_user_tokens,
         )
+        buckets = getattr(config, "item_id_buckets", 0)
+        self.item_embeddings = (
+            nn.Embedding(buckets + 1, config.embed_dim, padding_idx=buckets) if buckets else None
+        )
         pathway = dict(
-            sid_dim=self.sid_embeddings.out_dim,
+            sid_dim=self.sid_embeddings.out_dim + (config.embed_dim if buckets else 0),
             num_continuous=config.num_continuous_features,
             num_labels=config.num_feedback_labels,
             feat_dim=config.embed_dim,
@@ -108,6 +112,16 @@ class OneRecV2ContextProcessor(nn.Module):
             else None
         )
 
+    def _item_embedding(self, batch: Mapping[str, torch.Tensor], name: str, shape) -> torch.Tensor:
+        ids = batch.get(f"{name}_item_ids")
+        if ids is None or tuple(ids.shape) != tuple(shape):
+            raise ValueError(f"config.item_id_buckets > 0 needs batch['{name}_item_ids'] [B, T] (item ids, "
+                             f"-1 = padding) matching {name}_sids; got "
+                             f"{None if ids is None else tuple(ids.shape)}")
+        buckets = self.config.item_id_buckets
+        ids = ids.long()
+        return self.item_embeddings(torch.where(ids < 0, torch.full_like(ids, buckets), ids % buckets))
+
     def forward(self, batch: Mapping[str, torch.Tensor]):
         cfg = self.config
         user = self.user(batch["user_static"])
@@ -123,6 +137,8 @@ class OneRecV2ContextProcessor(nn.Module):
             sids = batch[f"{name}_sids"]
             if sids.shape[1] > 0:
                 emb = self.sid_embeddings(sids, f"{name}_sids").to(user.dtype)
+                if self.item_embeddings is not None:
+                    emb = torch.cat([emb, self._item_embedding(batch, name, sids.shape[:2]).to(user.dtype)], -1)
                 parts.append(module(emb, batch.get(f"{name}_feats"), batch.get(f"{name}_labels"), name))
                 masks.append(batch[f"{name}_mask"].bool())
                 positions.append(_right_aligned_positions(offset, max_len, sids.shape[1], name, device))
@@ -304,7 +320,8 @@ class OneRecV2ForGenerativeRecommendation(OneRecV2PreTrainedModel, GenerationMix
           context K/V returned in ``context_kv`` for reuse.
         """
         batch = {k: v for k, v in batch.items() if k in _BATCH_KEYS or k.startswith("target_")
-                 or k in ("user_id", "history_durations", "history_play_times")}
+                 or k in ("user_id", "history_durations", "history_play_times", "short_item_ids",
+                          "long_item_ids")}
         if input_ids is None:
             if target_sids is None:
                 raise ValueError("forward needs batch['target_sids'] [B, L] (or input_ids for generation)")

@@ -1,0 +1,437 @@
+"""OneRec on MovieLens-100K vs popularity, item-kNN and RecBole's SASRec, one leave-one-out protocol.
+
+    python benchmarks/onerec_movielens.py --quick           # < 1 min smoke (60 users, 1 epoch)
+    python benchmarks/onerec_movielens.py                   # full: 943 users, 3 seeds
+    python benchmarks/onerec_movielens.py --data-dir DIR    # u.data/u.item/u.user (or ML-1M files)
+
+Protocol (RecBole's ``LS: valid_and_test``, ``order: TO``, ``mode: full``): per user the last
+interaction is the test target and the second-last the validation target, ties in file order
+(``tie_order: file``); every model ranks all items; "masked" rows exclude the user's
+already-seen items (OneRec: inside the trie-constrained beam search; SASRec/baselines: their
+scores). Semantic IDs, item embeddings, popularity and item-kNN are fitted on training
+interactions only.
+
+Data: without ``--data-dir`` the ML-100K copy shipped in the ``recbole`` wheel (atomic format,
+``recbole/dataset_example/ml-100k``) is converted to the original ``u.data``/``u.item``/``u.user``.
+
+Models: ``popularity`` (RecBole ``Pop``: training-interaction counts), ``item_knn`` (cosine, 100
+neighbours), ``sasrec`` (RecBole 1.2.1 ``SASRec``, CE loss, its default architecture; needs
+``pip install recbole`` -- only for this benchmark; torch >= 2.6 needs
+``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for its checkpoints, set here), ``onerec_v2`` / ``onerec_v1``
+(``trainers/configs/onerec_v2_ml100k.yaml`` through the library recipe ``train_recipe``) and
+``onerec_v2_id`` (the same V2 with ``item_id_buckets`` = one ID embedding per movie in the history
+pathways). Neural
+models are early-stopped on validation NDCG@10 (masked) with the same epoch cap, for each seed.
+Per-(model, seed) results are appended to ``OUT/results.jsonl`` as they finish, and a rerun skips
+finished ones (so an interrupted run resumes). Ends with one JSON line of headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+           "Sci-Fi", "Thriller", "War", "Western")
+
+
+# ------------------------------------------------------------------------------------------ data
+def recbole_ml100k_dir(out_dir: str) -> str:
+    """Convert the ``recbole`` wheel's atomic ML-100K to ``u.data``/``u.item``/``u.user``."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("error: no --data-dir and recbole is not installed (pip install recbole, "
+                         "or pass --data-dir with u.data/u.item/u.user)")
+    src = os.path.join(list(spec.submodule_search_locations)[0], "dataset_example", "ml-100k")
+    dst = os.path.join(out_dir, "ml-100k")
+    if os.path.exists(os.path.join(dst, "u.user")):
+        return dst
+    os.makedirs(dst, exist_ok=True)
+    inter = pd.read_csv(os.path.join(src, "ml-100k.inter"), sep="\t")
+    inter.columns = [c.split(":")[0] for c in inter.columns]
+    inter[["user_id", "item_id", "rating", "timestamp"]].astype(np.int64).to_csv(
+        os.path.join(dst, "u.data"), sep="\t", header=False, index=False)
+    items = pd.read_csv(os.path.join(src, "ml-100k.item"), sep="\t", dtype=str, keep_default_na=False)
+    items.columns = [c.split(":")[0] for c in items.columns]
+    with open(os.path.join(dst, "u.item"), "w", encoding="latin-1") as fh:
+        for _, r in items.iterrows():
+            genres = set(r["class"].split())
+            flags = "|".join("1" if g in genres else "0" for g in _GENRES)
+            title = f"{r['movie_title']} ({r['release_year']})".replace("|", "/")
+            fh.write(f"{r['item_id']}|{title}|01-Jan-{r['release_year']}||http://|{flags}\n")
+    users = pd.read_csv(os.path.join(src, "ml-100k.user"), sep="\t", dtype=str, keep_default_na=False)
+    users.columns = [c.split(":")[0] for c in users.columns]
+    users[["user_id", "age", "gender", "occupation", "zip_code"]].to_csv(
+        os.path.join(dst, "u.user"), sep="|", header=False, index=False)
+    return dst
+
+
+def load_recipe_raw(path: str) -> dict[str, Any]:
+    import yaml
+
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def build_data(raw: dict[str, Any], data_dir: str, max_users: int | None):
+    from kwaiformers.data.pipeline import build_onerec_data, load_logs
+
+    data_cfg = dict(raw["data"], data_dir=data_dir)
+    bundle, _ = load_logs(data_cfg)
+    if max_users is not None:
+        inter = bundle["interactions"].to_pandas()
+        keep = np.sort(inter["user_id"].unique())[:max_users]
+        bundle = {"interactions": inter[inter["user_id"].isin(keep)].reset_index(drop=True),
+                  "users": bundle["users"], "items": bundle["items"]}
+    return build_onerec_data(data_cfg, raw["tokenizer"], bundle=bundle), data_cfg
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def per_user(recs, targets, users, k: int = 10) -> dict[str, Any]:
+    from kwaiformers.evaluation.recommendation import ndcg_per_user, recall_at_k
+
+    nd = ndcg_per_user(recs, targets, k)
+    return {"users": [int(u) for u in users], "ndcg": nd.tolist(),
+            "ndcg@10": float(nd.mean()), "recall@10": recall_at_k(recs, targets, k)}
+
+
+def eval_baselines(data, name: str) -> dict[str, Any]:
+    import torch
+
+    from kwaiformers.trainers.onerec_pretrain import eval_baselines as baselines
+
+    test = data.splits["test"]
+    targets = torch.as_tensor(test["target_item_id"])
+    out = {}
+    for masked in (False, True):
+        recs = baselines(data, test, (10,), masked, (name,))[name]
+        out["masked" if masked else "unmasked"] = per_user(recs, targets, test["user_id"])
+    return out
+
+
+def eval_onerec(model, data, beam_size: int) -> dict[str, Any]:
+    import torch
+
+    from kwaiformers.evaluation.recommendation import recommend_all
+
+    test = data.splits["test"]
+    loader = torch.utils.data.DataLoader(test, batch_size=256, collate_fn=data.collator)
+    out = {}
+    for masked in (False, True):
+        t0 = time.perf_counter()
+        recs, targets = recommend_all(model, loader, data.index, num_items=10, beam_size=beam_size,
+                                      exclude_items=data.seen_items("test") if masked else None,
+                                      progress=False)
+        secs = time.perf_counter() - t0
+        res = per_user(recs, targets, test["user_id"])
+        res["users_per_s"] = len(test) / secs
+        out["masked" if masked else "unmasked"] = res
+    return out
+
+
+def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str, epochs: int | None,
+               quick: bool) -> dict[str, Any]:
+    from kwaiformers.trainers.onerec_pretrain import load_recipe, train_recipe
+
+    raw = copy.deepcopy(raw)
+    raw["data"]["data_dir"] = data.config["data"]["data_dir"]
+    raw["training"].update(seed=seed, output_dir=os.path.join(out_dir, f"{version}_seed{seed}"))
+    if epochs is not None:
+        raw["training"]["num_train_epochs"] = epochs
+    if version == "onerec_v2_id":  # + a per-item ID embedding in the history pathways
+        raw["model"]["item_id_buckets"] = int(data.index.item_ids.max()) + 1
+    if version == "onerec_v1":  # same width; encoder-decoder with the V1 pathways
+        m = raw["model"]
+        raw["model"] = {"type": "onerec", "hidden_size": m["hidden_size"],
+                        "num_encoder_layers": 1, "num_decoder_layers": 1,
+                        "num_attention_heads": m["num_attention_heads"],
+                        "intermediate_size": m["intermediate_size"], "lifelong_seq_len": 0,
+                        "sid_embed_dim": m["embed_dim"], "feature_embed_dim": m["embed_dim"],
+                        "user_feature_embed_dim": m["embed_dim"]}
+    if quick:
+        raw["training"].update(logging_steps=5, warmup_steps=2)
+    t0 = time.perf_counter()
+    trainer, _ = train_recipe(load_recipe(raw), data=data)
+    train_s = time.perf_counter() - t0
+    model = trainer.model.eval()
+    res = eval_onerec(model, data, int(raw["eval"].get("beam_size", 32)))
+    res.update(train_s=train_s, epochs_run=float(trainer.state.epoch or 0),
+               best_valid=trainer.state.best_metric,
+               params=sum(p.numel() for p in model.parameters()))
+    return res
+
+
+# ---------------------------------------------------------------------------------------- SASRec
+SASREC_CONFIG: dict[str, Any] = {  # RecBole 1.2.1 SASRec defaults, CE loss; full-ranking LOO eval
+    "n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256, "hidden_dropout_prob": 0.5,
+    "attn_dropout_prob": 0.5, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+    "initializer_range": 0.02, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50,
+    "learning_rate": 0.001, "train_batch_size": 256, "eval_batch_size": 4096, "stopping_step": 2,
+    "train_neg_sample_args": None, "metrics": ["Recall", "NDCG"], "topk": [10],
+    "valid_metric": "NDCG@10",
+    "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
+    "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+    "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+}
+
+
+def _import_recbole():
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # RecBole's torch.load
+    import types
+
+    import torch
+
+    # numpy >= 2 removed aliases RecBole 1.2.1 still touches
+    for name, val in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_),
+                      ("string_", np.bytes_)):
+        if not hasattr(np, name):
+            setattr(np, name, val)
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:  # RecBole's Trainer only writes TensorBoard logs: stub the writer
+        tb = types.ModuleType("torch.utils.tensorboard")
+
+        class _NoWriter:
+            def __init__(self, *a, **k) -> None: ...
+
+            def __getattr__(self, name):
+                return lambda *a, **k: None
+
+        tb.SummaryWriter = _NoWriter
+        sys.modules["torch.utils.tensorboard"] = tb
+        torch.utils.tensorboard = tb
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.model.sequential_recommender import SASRec
+    from recbole.trainer import Trainer
+    from recbole.utils import init_seed
+
+    return Config, create_dataset, data_preparation, SASRec, Trainer, init_seed
+
+
+def write_protocol_atomic(data, out_dir: str) -> str:
+    """The log in protocol order as a RecBole atomic dataset whose timestamps are the rank of each
+    interaction in the ``(user, time, file position)`` order, so RecBole's LS split is ours."""
+    name = "ml_loo"
+    path = os.path.join(out_dir, "recbole", name)
+    os.makedirs(path, exist_ok=True)
+    users = np.repeat(data._user_ids, np.diff(np.append(data._user_ptr, len(data._items))))
+    with open(os.path.join(path, f"{name}.inter"), "w") as fh:
+        fh.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        for rank, (u, i) in enumerate(zip(users.tolist(), data._items.tolist())):
+            fh.write(f"{u}\t{i}\t{rank}\n")
+    return os.path.dirname(path)
+
+
+def _raw_ids(tokens) -> Any:
+    """RecBole's internal id -> raw integer id (``[PAD]`` -> -1)."""
+    import torch
+
+    return torch.tensor([int(t) if str(t).lstrip("-").isdigit() else -1 for t in tokens])
+
+
+def run_sasrec(data, seed: int, out_dir: str, epochs: int) -> dict[str, Any]:
+    import torch
+
+    Config, create_dataset, data_preparation, SASRec, Trainer, init_seed = _import_recbole()
+    cfg = dict(SASREC_CONFIG, data_path=write_protocol_atomic(data, out_dir), epochs=epochs,
+               seed=seed, reproducibility=True, use_gpu=False, show_progress=False, worker=0,
+               checkpoint_dir=os.path.join(out_dir, f"sasrec_seed{seed}"), state="WARNING")
+    config = Config(model="SASRec", dataset="ml_loo", config_dict=cfg)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = SASRec(config, train.dataset)
+    trainer = Trainer(config, model)
+    t0 = time.perf_counter()
+    best_valid, _ = trainer.fit(train, valid, saved=True, show_progress=False)
+    train_s = time.perf_counter() - t0
+    ckpt = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    out: dict[str, Any] = {}
+    for masked in (False, True):
+        users, recs, targets = [], [], []
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for interaction, history_index, positive_u, positive_i in test:
+                scores = model.full_sort_predict(interaction).view(len(interaction), -1)
+                scores[:, 0] = -torch.inf  # padding item
+                if masked:
+                    scores[history_index] = -torch.inf
+                top = scores.topk(10, dim=1).indices
+                recs.append(top)
+                uid = interaction["user_id"]
+                users.append(uid)
+                tgt = torch.full((len(interaction),), -1, dtype=torch.long)
+                tgt[positive_u] = positive_i
+                targets.append(tgt)
+        secs = time.perf_counter() - t0
+        top = torch.cat(recs)
+        item_tok = _raw_ids(dataset.field2id_token["item_id"])
+        rec_ids = item_tok[top]
+        tgt = item_tok[torch.cat(targets).clamp(min=0)]
+        uids = _raw_ids(dataset.field2id_token["user_id"])[torch.cat(users)].numpy()
+        res = per_user(rec_ids, tgt, uids)
+        res["users_per_s"] = len(uids) / secs
+        out["masked" if masked else "unmasked"] = res
+    out.update(train_s=train_s, best_valid=float(best_valid),
+               epochs_run=float(trainer.cur_epoch if hasattr(trainer, "cur_epoch") else epochs),
+               params=sum(p.numel() for p in model.parameters()))
+    return out
+
+
+# -------------------------------------------------------------------------------------- report
+def paired(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Paired bootstrap of NDCG@10 over the users both rows scored."""
+    from kwaiformers.evaluation.recommendation import paired_bootstrap
+
+    mb = dict(zip(b["users"], b["ndcg"]))
+    common = [(x, mb[u]) for u, x in zip(a["users"], a["ndcg"]) if u in mb]
+    xs, ys = zip(*common)
+    return paired_bootstrap(np.asarray(xs), np.asarray(ys), num_resamples=2000)
+
+
+def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-user NDCG averaged over seeds (for the paired comparison), with the seed spread."""
+    by_user: dict[int, list[float]] = {}
+    for r in rows:
+        for u, x in zip(r["users"], r["ndcg"]):
+            by_user.setdefault(u, []).append(x)
+    users = sorted(by_user)
+    per_seed = [r["ndcg@10"] for r in rows]
+    return {"users": users, "ndcg": [float(np.mean(by_user[u])) for u in users],
+            "ndcg@10": float(np.mean(per_seed)), "ndcg_sd": float(np.std(per_seed)),
+            "recall@10": float(np.mean([r["recall@10"] for r in rows]))}
+
+
+def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    models = [m for m in ("popularity", "item_knn", "sasrec", "onerec_v1", "onerec_v2", "onerec_v2_id")
+              if any(r["model"] == m for r in results)]
+    print(f"\n{'model':<12}{'mask':<10}{'seeds':>6}{'NDCG@10':>10}{'+-sd':>8}{'Recall@10':>11}"
+          f"{'train s':>10}{'epochs':>8}{'users/s':>10}")
+    agg: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in models:
+        rows = [r for r in results if r["model"] == m]
+        for mask in ("unmasked", "masked"):
+            a = seed_mean([r[mask] for r in rows])
+            agg[(m, mask)] = a
+            train_s = np.mean([r.get("train_s", 0.0) for r in rows])
+            ups = np.mean([r[mask].get("users_per_s", float("nan")) for r in rows])
+            ep = np.mean([r.get("epochs_run", float("nan")) for r in rows])
+            print(f"{m:<12}{mask:<10}{len(rows):>6}{a['ndcg@10']:>10.4f}{a['ndcg_sd']:>8.4f}"
+                  f"{a['recall@10']:>11.4f}{train_s:>10.0f}{ep:>8.1f}{ups:>10.1f}")
+    headline: dict[str, Any] = {f"{m}_{mask}_ndcg@10": round(v["ndcg@10"], 4)
+                                for (m, mask), v in agg.items()}
+    print("\npaired bootstrap of NDCG@10 (seed-averaged per user), 95% interval:")
+    for a, b in (("onerec_v2", "sasrec"), ("onerec_v2", "popularity"), ("onerec_v2", "item_knn"),
+                 ("onerec_v2_id", "onerec_v2"), ("onerec_v2_id", "sasrec"),
+                 ("onerec_v1", "sasrec"), ("sasrec", "popularity")):
+        for mask in ("masked", "unmasked"):
+            if (a, mask) in agg and (b, mask) in agg:
+                p = paired(agg[(a, mask)], agg[(b, mask)])
+                print(f"  {a} - {b} ({mask}): {p['diff']:+.4f} [{p['low']:+.4f}, {p['high']:+.4f}]")
+                headline[f"{a}_minus_{b}_{mask}"] = [round(p["diff"], 4), round(p["low"], 4),
+                                                     round(p["high"], 4)]
+    return headline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="60 users, 1 epoch, 1 seed (< 1 min)")
+    parser.add_argument("--data-dir", default=None, help="MovieLens folder (default: recbole's copy)")
+    parser.add_argument("--config", default=os.path.join(ROOT, "trainers", "configs", "onerec_v2_ml100k.yaml"))
+    parser.add_argument("--models", default="popularity,item_knn,sasrec,onerec_v2",
+                        help="comma list of popularity,item_knn,sasrec,onerec_v2,onerec_v2_id "
+                             "(+ per-item ID embedding),onerec_v1")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (quick: 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch cap for every neural model "
+                        "(default: the config's num_train_epochs)")
+    parser.add_argument("--max-users", type=int, default=None, help="only the first N users")
+    parser.add_argument("--out", default=os.path.join(ROOT, "runs", "onerec_movielens"))
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the table of the finished runs in OUT/results.jsonl, train nothing")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    out = os.path.abspath(args.out + ("_quick" if args.quick else ""))
+    os.makedirs(out, exist_ok=True)
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    max_users = args.max_users or (60 if args.quick else None)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models
+           if m not in ("popularity", "item_knn", "sasrec", "onerec_v2", "onerec_v2_id", "onerec_v1")]
+    if bad:
+        parser.error(f"unknown model(s) {bad}")
+    raw = load_recipe_raw(args.config)
+    epochs = 1 if args.quick and args.epochs is None else args.epochs
+    if epochs is None:
+        epochs = int(raw["training"].get("num_train_epochs", 8))
+    path = os.path.join(out, "results.jsonl")
+    if args.report_only:
+        with open(path) as fh:
+            results = [r for r in map(json.loads, filter(str.strip, fh))
+                       if r["model"] in models and r["seed"] in seeds and r.get("epochs_cap") == epochs]
+        headline = report(results)
+        headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds), epochs_cap=epochs)
+        print(json.dumps(headline))
+        return 0
+    data_dir = args.data_dir or recbole_ml100k_dir(out)
+    t0 = time.perf_counter()
+    data, _ = build_data(raw, data_dir, max_users)
+    print(f"data: {data.info['num_interactions']} interactions, "
+          f"{len(data.splits['test'])} test users, {data.index.num_items} items, "
+          f"{data.info['num_train_samples']} training samples ({time.perf_counter() - t0:.0f} s)")
+    done = []
+    if os.path.exists(path):
+        with open(path) as fh:
+            done = [json.loads(line) for line in fh if line.strip()]
+    results = [r for r in done if r["model"] in models and r["seed"] in seeds
+               and r.get("epochs_cap") == epochs]
+    have = {(r["model"], r["seed"]) for r in results}
+    runs = [(m, 0) for m in models if m in ("popularity", "item_knn")]
+    runs += [(m, s) for s in seeds for m in models if m not in ("popularity", "item_knn")]
+    for model, seed in runs:  # seed-major, so that a partial run still pairs the models
+        if not args.report_only:
+            if (model, seed) in have:
+                continue
+            t1 = time.perf_counter()
+            if model in ("popularity", "item_knn"):
+                res = eval_baselines(data, model)
+            elif model == "sasrec":
+                res = run_sasrec(data, seed, out, epochs)
+            else:
+                res = run_onerec(raw, data, model, seed, out, epochs, args.quick)
+            res.update(model=model, seed=seed, epochs_cap=epochs)
+            results.append(res)
+            with open(path, "a") as fh:
+                fh.write(json.dumps(res) + "\n")
+            print(f"{model} seed {seed}: NDCG@10 masked {res['masked']['ndcg@10']:.4f} unmasked "
+                  f"{res['unmasked']['ndcg@10']:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+    headline = report(results)
+    if "sasrec" in models:
+        print(f"SASRec config (RecBole 1.2.1): {json.dumps(SASREC_CONFIG)}")
+    headline.update(users=len(data.splits["test"]), seeds=len(seeds), epochs_cap=epochs)
+    print(json.dumps(headline))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
