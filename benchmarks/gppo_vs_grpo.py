@@ -39,9 +39,13 @@ policy. The optimizer is AdamW (wd 0.1) with grad-clip 1.0.
 - the same sampling random stream (a generator seeded by (seed, rollout)).
 
 Paired differences against GRPO clip-higher are taken per seed, with percentile bootstrap 95 %
-intervals over seeds. Metrics are best greedy held-out accuracy and area under the accuracy
-curve (trapezoid mean over the evaluation points). Each arm is compared at its own best lr,
-picked by mean AUC over the same seeds, and also at every matched lr.
+intervals over seeds. The curve metric is the held-out mean of pi(reference solution | prompt)
+at T: the exact probability that one sample is the canonical chain + answer, a noise-free lower
+bound on sampled pass@1 that costs one forward pass. Greedy accuracy saturates near 0.95 within a
+few rollouts, so it cannot separate the arms. The differences are in the best value and in the
+area under the curve (trapezoid mean over the evaluation points). Greedy and sampled accuracy
+are also reported at the end of each run. Each arm is compared at its own best lr, picked by mean
+AUC over the same seeds, and also at every matched lr.
 
 **Per-step logs.** Logged per rollout:
 
@@ -60,7 +64,8 @@ Per step it records:
 - the mean one-step log-prob change of the tokens in each clipped region;
 - the mean log-ratio of positive- and negative-advantage tokens.
 
-Run: ``python benchmarks/gppo_vs_grpo.py [--quick]``. It prints tables and ends with ONE JSON
+Run: ``python benchmarks/gppo_vs_grpo.py [--quick]`` (``--quick`` is a smoke run of the code path
+on a 30-step SFT model, its numbers mean nothing; the recorded run is in ``docs/gppo.md``). It prints tables and ends with ONE JSON
 line of headline figures, including the paired differences and their intervals.
 """
 
@@ -308,7 +313,8 @@ def grad_vector(loss, params) -> torch.Tensor:
 # ----------------------------------------------------------------------------------- RL run
 def rl_run(arm: str, seed: int, cfg: RLConfig, make_model, sft_state, ref_model, task_data,
            scorer, eos: int, pad: int) -> dict:
-    """One RL run; returns the greedy-accuracy curve and per-rollout logs."""
+    """One RL run; returns the held-out pi(reference) curve, end-of-run accuracies and
+    per-rollout logs."""
     train_prompts, train_answers, eval_prompts, eval_answers, eval_ref = task_data
     torch.manual_seed(seed)
     model = make_model()
@@ -411,7 +417,7 @@ def _run_job(job: tuple[str, float, int]) -> dict:
 
 
 def auc(curve: list[tuple[int, float]]) -> float:
-    """Trapezoid mean of the accuracy over the evaluated rollouts (in [0, 1])."""
+    """Trapezoid mean of the curve over the evaluated rollouts (in [0, 1])."""
     xs, ys = [x for x, _ in curve], [y for _, y in curve]
     area = sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
     return area / (xs[-1] - xs[0])
