@@ -308,8 +308,10 @@ def _gppo(out: Path, name: str, **training) -> None:
 
 
 def scenario_gppo(out: Path) -> None:
-    # one optimiser step per generation: the 1- and 2-process runs train on the same rows
-    _gppo(out, "gppo", steps_per_generation=1, max_steps=2)
+    # one optimiser step per generation: the 1- and 2-process runs train on the same rows.
+    # dapo normalises by the token count of all processes; bnpo / grpo (TRL) normalise per
+    # process, which equals one process only when the processes hold as many tokens
+    _gppo(out, "gppo", steps_per_generation=1, max_steps=2, loss_type="dapo")
 
 
 def scenario_gppo_resample(out: Path) -> None:
