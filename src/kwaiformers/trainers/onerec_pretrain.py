@@ -61,6 +61,9 @@ def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRe
     if unknown:
         raise ValueError(f"unknown recipe section(s) {sorted(unknown)}; expected model, data, "
                          "tokenizer, training, eval, runtime")
+    bad = {k: type(v).__name__ for k, v in raw.items() if v is not None and not isinstance(v, Mapping)}
+    if bad:
+        raise ValueError(f"recipe sections must be mappings (section: {{key: value}}), got {bad}")
     recipe = OneRecPretrainRecipe(**{k: dict(v or {}) for k, v in raw.items()})
     recipe.model.setdefault("type", "onerec_v2")
     if recipe.model["type"] not in _MODEL_TYPES:
@@ -282,7 +285,8 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, A
     """``SECTION.KEY=VALUE`` overrides (``VALUE`` parsed as YAML) applied to a raw recipe mapping."""
     import yaml
 
-    out = {k: dict(v or {}) for k, v in raw.items()}
+    # non-mapping sections pass through unchanged: load_recipe reports them by name
+    out = {k: dict(v or {}) if v is None or isinstance(v, Mapping) else v for k, v in raw.items()}
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
