@@ -27,5 +27,5 @@ def test_simulate_then_semantic_ids(tmp_path, capsys):
     index = SemanticIdIndex.from_pretrained(out)
     assert tok.codebook_sizes == [4, 4] and index.num_levels == 3 and index.disambiguated
     assert index.num_tuples == index.num_items == 40  # one-to-one after disambiguation
-    with pytest.raises(SystemExit):
-        main(["semantic-ids", "--out", str(out)])  # no dataset given
+    # no dataset given: one `error:` line, exit 2 (the CLI's user-error contract)
+    assert main(["semantic-ids", "--out", str(out)]) == 2
