@@ -1,6 +1,6 @@
 """The token-mean note of GPPOConfig: TRL's ``dapo`` divides an optimizer step by the rollout's
 average tokens per step, ``bnpo`` (with gradient accumulation 1) by the step's own token count,
-which is Klear's per-step mini-batch token mean."""
+the micro-batch token mean of Klear's verl actor (which the Klear recipes use)."""
 
 from __future__ import annotations
 
