@@ -39,9 +39,13 @@ policy. The optimizer is AdamW (wd 0.1) with grad-clip 1.0.
 - the same sampling random stream (a generator seeded by (seed, rollout)).
 
 Paired differences against GRPO clip-higher are taken per seed, with percentile bootstrap 95 %
-intervals over seeds. Metrics are best greedy held-out accuracy and area under the accuracy
-curve (trapezoid mean over the evaluation points). Each arm is compared at its own best lr,
-picked by mean AUC over the same seeds, and also at every matched lr.
+intervals over seeds. The curve metric is the held-out mean of pi(reference solution | prompt)
+at T: the exact probability that one sample is the canonical chain + answer, a noise-free lower
+bound on sampled pass@1 that costs one forward pass. Greedy accuracy saturates near 0.95 within a
+few rollouts, so it cannot separate the arms. The differences are in the best value and in the
+area under the curve (trapezoid mean over the evaluation points). Greedy and sampled accuracy
+are also reported at the end of each run. Each arm is compared at its own best lr, picked by mean
+AUC over the same seeds, and also at every matched lr.
 
 **Per-step logs.** Logged per rollout:
 
@@ -60,7 +64,8 @@ Per step it records:
 - the mean one-step log-prob change of the tokens in each clipped region;
 - the mean log-ratio of positive- and negative-advantage tokens.
 
-Run: ``python benchmarks/gppo_vs_grpo.py [--quick]``. It prints tables and ends with ONE JSON
+Run: ``python benchmarks/gppo_vs_grpo.py [--quick]`` (``--quick`` is a smoke run of the code path
+on a 30-step SFT model, its numbers mean nothing; the recorded run is in ``docs/gppo.md``). It prints tables and ends with ONE JSON
 line of headline figures, including the paired differences and their intervals.
 """
 
@@ -308,7 +313,8 @@ def grad_vector(loss, params) -> torch.Tensor:
 # ----------------------------------------------------------------------------------- RL run
 def rl_run(arm: str, seed: int, cfg: RLConfig, make_model, sft_state, ref_model, task_data,
            scorer, eos: int, pad: int) -> dict:
-    """One RL run; returns the greedy-accuracy curve and per-rollout logs."""
+    """One RL run; returns the held-out pi(reference) curve, end-of-run accuracies and
+    per-rollout logs."""
     train_prompts, train_answers, eval_prompts, eval_answers, eval_ref = task_data
     torch.manual_seed(seed)
     model = make_model()
@@ -411,7 +417,7 @@ def _run_job(job: tuple[str, float, int]) -> dict:
 
 
 def auc(curve: list[tuple[int, float]]) -> float:
-    """Trapezoid mean of the accuracy over the evaluated rollouts (in [0, 1])."""
+    """Trapezoid mean of the curve over the evaluated rollouts (in [0, 1])."""
     xs, ys = [x for x, _ in curve], [y for _, y in curve]
     area = sum((xs[i + 1] - xs[i]) * (ys[i + 1] + ys[i]) / 2 for i in range(len(xs) - 1))
     return area / (xs[-1] - xs[0])
@@ -628,6 +634,42 @@ def plot_all(path: str, results, sft_acc, best_lr, micro, cfg) -> None:
         axes[1].grid(alpha=0.3)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
+def plot_diagnostics(path: str, runs_by_key: dict[str, list[dict]], best_lr: dict[str, float]) -> None:
+    """Per-rollout diagnostics (mean over seeds) of every arm at its best lr."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    panels = [("reward", "training reward (sampled accuracy, T)"),
+              ("clip_low", "clip-low fraction (A<0, r<1-eps_l)"),
+              ("clip_high", "clip-high fraction (A>0, r>1+eps_h)"),
+              ("entropy", "entropy (nats/token)"),
+              ("grad_rel_diff", "|g_GPPO - g_GRPO| / |g_GRPO| (last mini-batch)"),
+              ("dlogp_low", "one-step dlog pi of clip-low tokens")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, title) in zip(axes.flat, panels):
+        for arm, lr in best_lr.items():
+            runs = runs_by_key[f"{arm}@{lr:g}"]
+            steps = sorted({e["rollout"] for r in runs for e in r["logs"]})
+            ys = []
+            for k in steps:
+                vals = [e[key] for r in runs for e in r["logs"]
+                        if e["rollout"] == k and e.get(key) is not None]
+                ys.append(statistics.fmean(vals) if vals else float("nan"))
+            ax.plot(steps, ys, marker="o", ms=2, label=f"{arm} (lr {lr:g})")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("rollout (8 optimizer steps each)", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     print(f"plot written to {path}")
 
@@ -920,6 +962,8 @@ def main(argv=None) -> int:
             "headline": headline}, indent=None))
     if args.plot:
         plot_all(args.plot, results, sft_pref, best_lr, micro, cfg)
+        plot_diagnostics(str(Path(args.plot).with_name("gppo_vs_grpo_diagnostics.png")),
+                         {f"{arm}@{lr:g}": runs for (arm, lr), runs in results.items()}, best_lr)
     headline["seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps(_clean(headline)))
     return 0

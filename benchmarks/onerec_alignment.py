@@ -1,6 +1,6 @@
 """OneRec preference alignment on the simulator: GBPO + NTP vs the NTP control on a personalised base.
 
-    python benchmarks/onerec_alignment.py [--quick] [--seeds 0 1 2] [--arms ntp gbpo filtered_ntp]
+    python benchmarks/onerec_alignment.py [--quick] [--seeds 0 1 2] [--arms ntp gbpo filtered_ntp ecpo]
 
 One simulated world (``--data-seed``) -> semantic IDs (every item reachable) -> a tiny OneRec-V2
 pretrained with NTP (the **base**) -> the personalisation diagnostic; on a context-blind base the
@@ -10,8 +10,8 @@ on the same logged exposures:
 
 * ``ntp``: plain next-token training on every exposure (the control for "more training");
 * ``gbpo``: GBPO with DARS advantages (V2 §3) + the same NTP term;
-* ``filtered_ntp``: NTP on exposures above the batch median play time (V1's RSFT filter), a
-  separately named baseline (the filter alone is an alignment method on play time);
+* ``filtered_ntp`` (opt-in): NTP on exposures above the batch median play time (V1's RSFT filter),
+  a separately named baseline (the filter alone is an alignment method on play time);
 * ``ecpo`` (opt-in): the early-clipped loss on the same logged exposures + NTP. With ``pi_old =
   sg(pi)`` on exposures the model did not serve (the V2 rule, all of the simulator's) its ratio is
   1 and it equals plain policy gradient; on-policy ECPO needs a reward model (the
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (too small to personalise)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="trainer seeds")
     parser.add_argument("--data-seed", type=int, default=0, help="simulated world and pretraining seed")
-    parser.add_argument("--arms", nargs="+", default=["ntp", "gbpo", "filtered_ntp"],
+    parser.add_argument("--arms", nargs="+", default=["ntp", "gbpo"],
                         help="arms (ntp, gbpo, filtered_ntp, ecpo); ntp is the control")
     parser.add_argument("--pi-old", choices=["served", "logged"], default="served",
                         help="'served': V2 rule (sg(pi) on exposures the model did not serve); "

@@ -244,9 +244,7 @@ def _raw_ids(tokens) -> Any:
     return torch.tensor([int(t) if str(t).lstrip("-").isdigit() else -1 for t in tokens])
 
 
-def run_sasrec(data, seed: int, out_dir: str, epochs: int) -> dict[str, Any]:
-    import torch
-
+def _sasrec_setup(data, seed: int, out_dir: str, epochs: int):
     Config, create_dataset, data_preparation, SASRec, Trainer, init_seed = _import_recbole()
     cfg = dict(SASREC_CONFIG, data_path=write_protocol_atomic(data, out_dir), epochs=epochs,
                seed=seed, reproducibility=True, use_gpu=False, show_progress=False, worker=0,
@@ -257,42 +255,74 @@ def run_sasrec(data, seed: int, out_dir: str, epochs: int) -> dict[str, Any]:
     train, valid, test = data_preparation(config, dataset)
     init_seed(config["seed"], config["reproducibility"])
     model = SASRec(config, train.dataset)
-    trainer = Trainer(config, model)
-    t0 = time.perf_counter()
-    best_valid, _ = trainer.fit(train, valid, saved=True, show_progress=False)
-    train_s = time.perf_counter() - t0
-    ckpt = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
-    model.load_state_dict(ckpt["state_dict"])
+    return config, dataset, (train, valid, test), model, Trainer(config, model)
+
+
+def eval_sasrec(model, dataset, test, data) -> dict[str, Any]:
+    """Test NDCG@10 / Recall@10 of a trained SASRec over all items, unmasked and with the user's
+    seen items masked. (RecBole's own full-sort evaluation of *sequential* models masks nothing:
+    its ``history_index`` is ``None`` for them; the mask here is the same seen set as OneRec's.)"""
+    import torch
+
+    item_tok = _raw_ids(dataset.field2id_token["item_id"])
+    user_tok = _raw_ids(dataset.field2id_token["user_id"])
+    raw_to_internal = torch.full((int(item_tok.max()) + 1,), -1, dtype=torch.long)
+    raw_to_internal[item_tok[item_tok >= 0]] = torch.nonzero(item_tok >= 0).flatten()
+    seen = dict(zip(data.splits["test"]["user_id"], data.seen_items("test")))
     model.eval()
     out: dict[str, Any] = {}
     for masked in (False, True):
         users, recs, targets = [], [], []
         t0 = time.perf_counter()
         with torch.no_grad():
-            for interaction, history_index, positive_u, positive_i in test:
+            for interaction, _, positive_u, positive_i in test:
                 scores = model.full_sort_predict(interaction).view(len(interaction), -1)
                 scores[:, 0] = -torch.inf  # padding item
+                uid = user_tok[interaction["user_id"]]
                 if masked:
-                    scores[history_index] = -torch.inf
-                top = scores.topk(10, dim=1).indices
-                recs.append(top)
-                uid = interaction["user_id"]
+                    for row, u in enumerate(uid.tolist()):
+                        items = torch.as_tensor(seen.get(u, np.zeros(0, np.int64)), dtype=torch.long)
+                        items = raw_to_internal[items[items < raw_to_internal.numel()]]
+                        scores[row, items[items >= 0]] = -torch.inf
+                recs.append(scores.topk(10, dim=1).indices)
                 users.append(uid)
-                tgt = torch.full((len(interaction),), -1, dtype=torch.long)
+                tgt = torch.zeros(len(interaction), dtype=torch.long)
                 tgt[positive_u] = positive_i
                 targets.append(tgt)
         secs = time.perf_counter() - t0
-        top = torch.cat(recs)
-        item_tok = _raw_ids(dataset.field2id_token["item_id"])
-        rec_ids = item_tok[top]
-        tgt = item_tok[torch.cat(targets).clamp(min=0)]
-        uids = _raw_ids(dataset.field2id_token["user_id"])[torch.cat(users)].numpy()
+        rec_ids = item_tok[torch.cat(recs)]
+        tgt = item_tok[torch.cat(targets)]
+        uids = torch.cat(users).numpy()
         res = per_user(rec_ids, tgt, uids)
         res["users_per_s"] = len(uids) / secs
         out["masked" if masked else "unmasked"] = res
+    return out
+
+
+def run_sasrec(data, seed: int, out_dir: str, epochs: int) -> dict[str, Any]:
+    config, dataset, (train, valid, test), model, trainer = _sasrec_setup(data, seed, out_dir, epochs)
+    t0 = time.perf_counter()
+    best_valid, _ = trainer.fit(train, valid, saved=True, show_progress=False)
+    train_s = time.perf_counter() - t0
+    out = reeval_sasrec(data, seed, out_dir, epochs, trainer.saved_model_file, setup=(dataset, test, model))
     out.update(train_s=train_s, best_valid=float(best_valid),
-               epochs_run=float(trainer.cur_epoch if hasattr(trainer, "cur_epoch") else epochs),
+               epochs_run=float(getattr(trainer, "cur_epoch", epochs)),
                params=sum(p.numel() for p in model.parameters()))
+    return out
+
+
+def reeval_sasrec(data, seed: int, out_dir: str, epochs: int, ckpt: str, setup=None) -> dict[str, Any]:
+    """Evaluate a saved RecBole SASRec checkpoint on the test split (see :func:`eval_sasrec`)."""
+    import torch
+
+    if setup is None:
+        _, dataset, (_, _, test), model, _ = _sasrec_setup(data, seed, out_dir, epochs)
+    else:
+        dataset, test, model = setup
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    out = eval_sasrec(model, dataset, test, data)
+    out["checkpoint"] = ckpt
     return out
 
 
@@ -364,6 +394,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: the config's num_train_epochs)")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "onerec_movielens"))
+    parser.add_argument("--reeval-sasrec", action="store_true",
+                        help="re-evaluate the saved SASRec checkpoints of the finished seeds (rewrites their rows)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the table of the finished runs in OUT/results.jsonl, train nothing")
     args = parser.parse_args(argv)
     import torch
 
@@ -382,13 +416,42 @@ def main(argv: list[str] | None = None) -> int:
     epochs = 1 if args.quick and args.epochs is None else args.epochs
     if epochs is None:
         epochs = int(raw["training"].get("num_train_epochs", 8))
+    path = os.path.join(out, "results.jsonl")
+    if args.report_only:
+        with open(path) as fh:
+            results = [r for r in map(json.loads, filter(str.strip, fh))
+                       if r["model"] in models and r["seed"] in seeds and r.get("epochs_cap") == epochs]
+        headline = report(results)
+        headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds), epochs_cap=epochs)
+        print(json.dumps(headline))
+        return 0
     data_dir = args.data_dir or recbole_ml100k_dir(out)
     t0 = time.perf_counter()
     data, _ = build_data(raw, data_dir, max_users)
     print(f"data: {data.info['num_interactions']} interactions, "
           f"{len(data.splits['test'])} test users, {data.index.num_items} items, "
           f"{data.info['num_train_samples']} training samples ({time.perf_counter() - t0:.0f} s)")
-    path = os.path.join(out, "results.jsonl")
+    if args.reeval_sasrec:
+        import glob
+
+        with open(path) as fh:
+            rows = [json.loads(line) for line in fh if line.strip()]
+        fixed = {}
+        for r in rows:
+            ckpts = sorted(glob.glob(os.path.join(out, f"sasrec_seed{r['seed']}", "*.pth")))
+            if r["model"] == "sasrec" and r.get("epochs_cap") == epochs and ckpts:
+                fixed[r["seed"]] = reeval_sasrec(data, r["seed"], out, epochs, ckpts[-1])
+                print(f"sasrec seed {r['seed']} re-evaluated: NDCG@10 masked "
+                      f"{fixed[r['seed']]['masked']['ndcg@10']:.4f} unmasked "
+                      f"{fixed[r['seed']]['unmasked']['ndcg@10']:.4f}")
+        with open(path) as fh:  # re-read: other runs may have appended meanwhile
+            rows = [json.loads(line) for line in fh if line.strip()]
+        for r in rows:
+            if r["model"] == "sasrec" and r.get("epochs_cap") == epochs and r["seed"] in fixed:
+                r.update(fixed[r["seed"]])
+        with open(path, "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+        return 0
     done = []
     if os.path.exists(path):
         with open(path) as fh:
@@ -399,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [(m, 0) for m in models if m in ("popularity", "item_knn")]
     runs += [(m, s) for s in seeds for m in models if m not in ("popularity", "item_knn")]
     for model, seed in runs:  # seed-major, so that a partial run still pairs the models
-        if True:
+        if not args.report_only:
             if (model, seed) in have:
                 continue
             t1 = time.perf_counter()

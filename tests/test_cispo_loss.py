@@ -18,7 +18,7 @@ def _inputs(seed: int, batch: int = 64, length: int = 24):
     return logps, old, adv
 
 
-@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("eps_low", [None, 0.2, 0.5])
 @pytest.mark.parametrize("eps_high", [0.0, 0.28, 1.0])
 def test_cispo_value_and_gradient_match_formula(seed, eps_low, eps_high):
@@ -34,7 +34,7 @@ def test_cispo_value_and_gradient_match_formula(seed, eps_low, eps_high):
     torch.testing.assert_close(grad, -weight * adv[:, None], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(5))
 def test_cispo_equals_trl_expression(seed):
     """TRL 1.16 GRPOTrainer, loss_type="cispo": -clamp(r, max=epsilon_high).detach() * A * logp,
     where TRL's epsilon_high is the absolute cap (1.28 <-> our 0.28)."""
@@ -48,7 +48,7 @@ def test_cispo_equals_trl_expression(seed):
     torch.testing.assert_close(g_ours, g_trl, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(5))
 def test_zero_beta_gppo_is_ppo_clip_higher(seed):
     """beta_low = beta_high = 0 gives DAPO/TRL clip-higher exactly (value and gradient)."""
     logps, old, adv = _inputs(seed)

@@ -30,6 +30,9 @@ def test_klear_configs_carry_klear_hyperparameters(name, tmp_path):
     # off-policy as in Klear: several optimizer steps per rollout batch
     assert args.steps_per_generation // args.gradient_accumulation_steps == (8 if "math" in name else 4)
     assert config["reward"]["type"] == ("math" if "math" in name else "code")
+    # Klear's token-mean: per-micro-batch token mean (bnpo), not dapo's rollout-average normaliser
+    assert args.loss_type == "bnpo"
+    assert args.gradient_accumulation_steps == (1 if "math" in name else 2)
 
 
 def test_bad_config_is_rejected(tmp_path):

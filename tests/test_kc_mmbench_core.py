@@ -186,14 +186,15 @@ def test_yes_no_scoring_unknown_rate_and_categories():
     cats = ["comment", "comment", "video", None, None, "服饰", "数码"]
     res = kc.score_kc_mmbench(preds, refs, tasks, categories=cats, return_details=True)
     porn = res["tasks"]["Pornographic_Comment"]
-    assert porn["num_correct"] == 2 and math.isclose(porn["accuracy"], 200 / 3)
-    assert porn["num_unknown"] == 1 and math.isclose(porn["unknown_rate"], 100 / 3)
-    assert porn["categories"] == {"comment": 50.0, "video": 100.0}
+    # fractions in [0, 1], evaluate's convention
+    assert porn["num_correct"] == 2 and math.isclose(porn["accuracy"], 2 / 3)
+    assert porn["num_unknown"] == 1 and math.isclose(porn["unknown_rate"], 1 / 3)
+    assert porn["categories"] == {"comment": 0.5, "video": 1.0}
     assert porn["mode"] == kc.MODE_YN
-    assert res["tasks"]["High_like"]["accuracy"] == 100.0
-    assert res["tasks"]["SPU"]["accuracy"] == 50.0 and res["tasks"]["SPU"]["unknown_rate"] == 50.0
-    assert math.isclose(res["overall_accuracy"], (200 / 3 + 100 + 50) / 3)
-    assert math.isclose(res["overall_micro_accuracy"], 500 / 7)
+    assert res["tasks"]["High_like"]["accuracy"] == 1.0
+    assert res["tasks"]["SPU"]["accuracy"] == 0.5 and res["tasks"]["SPU"]["unknown_rate"] == 0.5
+    assert math.isclose(res["overall_accuracy"], (2 / 3 + 1 + 0.5) / 3)
+    assert math.isclose(res["overall_micro_accuracy"], 5 / 7)
     assert res["vqa_mode"] is None
     assert res["details"][1] == {"task": "Pornographic_Comment", "extracted": "Unknown",
                                  "exact_correct": False, "correct": False}
@@ -278,7 +279,7 @@ def test_judge_mode_official_prompts_verdicts_retries_and_cache():
     assert res["tasks"]["SPU"]["mode"] == kc.MODE_YN_JUDGE_PREFIX + "stub"
     assert res["tasks"]["SPU"]["num_unknown"] == 0  # nothing to re-judge
     assert res["vqa_mode"] == "judge"
-    assert 0.0 <= res["tasks"]["CPV"]["rule_agreement"] <= 100.0
+    assert 0.0 <= res["tasks"]["CPV"]["rule_agreement"] <= 1.0
     assert len(cache) == 4 and len(seen) == 4
     # cached prompts are not re-asked
     n_calls = len(judge.calls)
@@ -296,7 +297,7 @@ def test_judge_failures_count_as_wrong_and_are_reported():
     assert len(judge.calls) == 3
     # rule mode can be forced even with a judge
     res = kc.score_kc_mmbench(["红色"], ["红色"], ["CPV"], judge=judge, vqa_mode="rule")
-    assert res["tasks"]["CPV"]["accuracy"] == 100.0 and res["vqa_mode"] == "rule"
+    assert res["tasks"]["CPV"]["accuracy"] == 1.0 and res["vqa_mode"] == "rule"
 
 
 class _ScriptedJudge:
@@ -329,8 +330,8 @@ def test_unknown_yes_no_answers_are_rejudged_with_the_official_prompt():
     assert prompt.startswith("你是一个AI助手") and prompt.endswith("问题：两个商品相同吗？\n答案：Yes.\n你的输出：")
     assert [t for _, t in judge.calls] == [0.0, 0.5, 0.0, 0.0, 0.5]
     spu = res["tasks"]["SPU"]
-    assert spu["exact_match_accuracy"] == 25.0 and spu["num_unknown"] == 3
-    assert spu["judged_accuracy"] == spu["accuracy"] == 50.0  # "Yes." -> 是, "No" -> 否
+    assert spu["exact_match_accuracy"] == 0.25 and spu["num_unknown"] == 3
+    assert spu["judged_accuracy"] == spu["accuracy"] == 0.5  # "Yes." -> 是, "No" -> 否
     assert spu["num_unknown_after_judge"] == 1 and spu["judge_failures"] == 0
     assert spu["mode"] == "official-exact-match+judge:scripted"
     d = res["details"]
@@ -339,7 +340,7 @@ def test_unknown_yes_no_answers_are_rejudged_with_the_official_prompt():
     assert d[3]["judged"] == "Unknown" and d[3]["judge_output"] == "我不确定"  # 2 tries, no 是/否
     # exact match only on request; questions are required to re-judge
     res = kc.score_kc_mmbench(preds, refs, ["SPU"] * 4, judge=judge, yn_judge=False)
-    assert res["tasks"]["SPU"]["accuracy"] == 25.0 and res["tasks"]["SPU"]["mode"] == kc.MODE_YN
+    assert res["tasks"]["SPU"]["accuracy"] == 0.25 and res["tasks"]["SPU"]["mode"] == kc.MODE_YN
     with pytest.raises(ValueError, match="questions"):
         kc.score_kc_mmbench(preds, refs, ["SPU"] * 4, judge=judge)
     # very long questions are cut as officially (first and last 4096 chars, last 8192 of the answer)

@@ -22,13 +22,15 @@ def test_module_loads_and_scores(metric):
         tasks=["SPU", "SPU", "PornComment", "CPV", "Video_Topic"],
         categories=["a", "b", None, None, None],
     )
-    assert res["tasks"]["SPU"]["accuracy"] == 50.0
-    assert res["tasks"]["SPU"]["unknown_rate"] == 50.0
-    assert res["tasks"]["SPU"]["categories"] == {"a": 100.0, "b": 0.0}
-    assert res["tasks"]["Pornographic_Comment"]["accuracy"] == 100.0
+    # fractions in [0, 1], evaluate's convention (the runner shows percent)
+    assert res["tasks"]["SPU"]["accuracy"] == 0.5
+    assert res["tasks"]["SPU"]["unknown_rate"] == 0.5
+    assert res["tasks"]["SPU"]["categories"] == {"a": 1.0, "b": 0.0}
+    assert res["tasks"]["Pornographic_Comment"]["accuracy"] == 1.0
     assert res["modes"]["CPV"].startswith("rule") and res["vqa_mode"] == "rule"
-    assert res["tasks"]["Hot_Videos_Aggregation"]["accuracy"] == 100.0
-    assert res["overall_accuracy"] == pytest.approx((50 + 100 + 100 + 100) / 4)
+    assert res["tasks"]["Hot_Videos_Aggregation"]["accuracy"] == 1.0
+    assert res["overall_accuracy"] == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    assert 0.0 <= res["overall_micro_accuracy"] <= 1.0
 
 
 def test_module_add_batch_judge_and_errors(metric):
@@ -43,7 +45,7 @@ def test_module_add_batch_judge_and_errors(metric):
     res = metric.compute(judge=Judge(), return_details=True)
     assert res["tasks"]["CPV"]["accuracy"] == 0.0 and res["modes"]["CPV"] == "judge:const"
     assert res["tasks"]["CPV"]["rule_agreement"] == 0.0
-    assert res["tasks"]["High_like"]["accuracy"] == 100.0
+    assert res["tasks"]["High_like"]["accuracy"] == 1.0
     assert len(res["details"]) == 2
     with pytest.raises(ValueError, match="inputs are missing"):
         metric.compute(predictions=["是"], references=["是"])

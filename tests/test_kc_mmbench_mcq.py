@@ -89,6 +89,7 @@ def test_loaders_tsv_jsonl_and_end_to_end(tmp_path):
                                [("1", "Answer: B"), ("2", "I pick 3-2-1")]), encoding="utf-8")
     res = evaluate_task(task, output_dir=tmp_path / "s", predictions=preds, progress=False)
     assert res["metrics"]["accuracy"] == 50.0 and res["metrics"]["category/pets"] == 100.0
+    assert res["metrics_unit"] == "percent"  # runner outputs: percent, labelled
     from kwaiformers.cli import main
 
     assert main(["eval", "mcq", "--data", str(tsv), "--predictions", str(preds), "--output-dir",

@@ -107,8 +107,13 @@ def test_end_to_end_resume_and_scoring_only(tiny_keye_dir, bench, tmp_path):
     with open(out / "results.json", encoding="utf-8") as f:
         saved = json.load(f)
     assert saved["metrics"] == metrics and saved["dataset"]["type"] == "Kwai-Keye/KC-MMbench"
+    # the runner's outputs are percent (official tables) and say so; info.scores stays fractions
+    assert saved["metrics_unit"] == "percent" and saved["info"]["scores_unit"] == "fraction"
+    assert metrics["SPU/accuracy"] == pytest.approx(
+        100 * saved["info"]["scores"]["tasks"]["SPU"]["accuracy"])
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "model-index" in card and "accuracy_SPU" in card and "accuracy_CPV_rule" in card
+    assert "accuracy_SPU (kc_mmbench_think_maxframes2, %)" in card
     # 3) a rerun with a different prompt setting into the same directory is refused
     other = kc.KCMMBenchTask(path=bench, tasks="SPU")
     with pytest.raises(ValueError, match="different settings"):
@@ -142,6 +147,7 @@ def test_end_to_end_resume_and_scoring_only(tiny_keye_dir, bench, tmp_path):
     assert m["CPV/accuracy"] == pytest.approx(200 / 3)
     assert m["Hot_Videos_Aggregation/accuracy"] == 100.0
     assert res["info"]["modes"]["CPV"] == "judge:stub"
+    assert res["info"]["scores"]["tasks"]["CPV"]["accuracy"] == pytest.approx(2 / 3)
     assert Judge.calls == 5
     # judge replies are cached on disk: scoring again does not call the judge
     evaluate_task(judged, output_dir=tmp_path / "score", predictions=preds, progress=False)
@@ -172,6 +178,36 @@ def test_cli_generates_and_scores(tiny_vlm_dir, bench, tmp_path, capsys):
                  "--no-progress"]) == 0
     with open(tmp_path / "s" / "results.json", encoding="utf-8") as f:
         assert json.load(f)["metrics"] == res["metrics"]
+
+
+def test_adapter_metrics_are_percent_and_counts_stay_counts(bench):
+    """score_kc_mmbench returns fractions; the adapter (results.json / table / model-index)
+    shows x100, labelled, except the judge-failure counts."""
+    from kwaiformers.evaluation.runner import Generation
+
+    class Down:
+        name = "down"
+
+        def generate(self, prompt, temperature=0.0):
+            raise ConnectionError("judge down")
+
+    task = kc.KCMMBenchTask(path=bench, tasks="SPU,CPV", judge=Down(), judge_retries=1)
+    samples = task.load_samples()
+    gens = {s.id: [Generation("是")] for s in samples}
+    result = task.score(samples, gens, [1])
+    n_cpv = sum(s.id.startswith("CPV/") for s in samples)
+    scores = result.info["scores"]
+    assert result.metrics_unit == "percent" and result.info["scores_unit"] == "fraction"
+    assert result.metrics["CPV/judge_failures"] == n_cpv == scores["tasks"]["CPV"]["judge_failures"]
+    assert result.metrics["CPV/accuracy"] == 0.0
+    spu = scores["tasks"]["SPU"]
+    assert 0.0 < spu["accuracy"] < 1.0
+    assert result.metrics["SPU/accuracy"] == pytest.approx(100 * spu["accuracy"])
+    assert result.metrics["overall_micro_accuracy"] == pytest.approx(
+        100 * scores["overall_micro_accuracy"])
+    assert dict(result.card_metrics)["accuracy_SPU"] == pytest.approx(100 * spu["accuracy"])
+    table = kc.format_table(scores)
+    assert "(values in %)" in table and f"{100 * spu['accuracy']:.2f}" in table
 
 
 def test_adapter_validates_arguments(bench):

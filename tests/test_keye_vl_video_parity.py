@@ -94,6 +94,15 @@ def _import_keye_vl_utils():
 KVU = _import_keye_vl_utils()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is faster than oversubscribing a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _sha(array) -> str:
     return hashlib.sha256(np.ascontiguousarray(array, dtype=np.uint8).tobytes()).hexdigest()
 
@@ -265,7 +274,8 @@ def test_keye_1_5_decoded_videos_match_keye_vl_utils(clips_15, budget):
     ele_extra, ours_kwargs = budget
     proc = KeyeVL1_5VideoProcessor(**ours_kwargs)
     seen_types = set()
-    for path in clips_15 if ours_kwargs == {} else clips_15[:6]:
+    # default budgets on the generated clips, the small budget on the Preview fixture clips
+    for path in clips_15[:6] if ours_kwargs == {} else clips_15[6:]:
         expected = _official_15({"video": path, **ele_extra})
         frames, video_fps = _decord(path)  # the decoded video keye-vl-utils saw
         _check_15(proc(frames, video_fps=video_fps), *expected)

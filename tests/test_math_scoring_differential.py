@@ -189,3 +189,26 @@ def test_prefilled_think_choice():
     assert KlearMathReward().score_one(response, "5", prompt="Q <think>\n") == 1.0
     assert KlearMathReward(accept_prefilled_think=False).score_one(
         response, "5", prompt="Q <think>\n") == official_klear_math(response, "5") == -2.0
+
+
+def test_hypothesis_answers_match_official():
+    """Random numbers, fractions and decimals in random answer passages (hypothesis)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    value = st.one_of(
+        st.integers(-1000, 1000).map(str),
+        st.tuples(st.integers(-50, 50), st.integers(1, 50)).map(lambda t: f"\\frac{{{t[0]}}}{{{t[1]}}}"),
+        st.decimals(-100, 100, places=2, allow_nan=False, allow_infinity=False).map(str),
+    )
+    filler = st.text(alphabet="abc xyz=+,.:;\n", max_size=30)
+    reward = KlearMathReward()
+
+    @settings(max_examples=30, deadline=None, derandomize=True)
+    @given(gold=st.integers(-1000, 1000).map(str), answer=value, before=filler, after=filler,
+           seed=st.integers(0, 2**16))
+    def check(gold, answer, before, after, seed):
+        response = f"<think>{before}</think>{before} {_answer(answer, random.Random(seed))} {after}"
+        assert reward.score_one(response, gold) == official_klear_math(response, gold), response
+
+    check()

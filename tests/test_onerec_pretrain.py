@@ -102,3 +102,23 @@ def test_recipe_validation_and_cli_help(capsys):
     for name in ("onerec_v1_tiny.yaml", "onerec_v2_tiny.yaml"):
         path = os.path.join(os.path.dirname(__file__), "..", "trainers", "configs", name)
         assert load_recipe(path).model["type"] in ("onerec", "onerec_v2")
+
+
+def test_recipe_overrides_and_ml100k_config():
+    from kwaiformers.trainers.onerec_pretrain import apply_overrides
+
+    path = os.path.join(os.path.dirname(__file__), "..", "trainers", "configs", "onerec_v2_ml100k.yaml")
+    import yaml
+
+    raw = yaml.safe_load(open(path))
+    with pytest.raises(ValueError, match="data_dir"):
+        load_recipe(raw)
+    recipe = load_recipe(apply_overrides(raw, ["data.data_dir=ml-100k", "training.seed=3",
+                                               "eval.ks=[5, 10]"]))
+    assert recipe.data["split"] == "leave_one_out" and recipe.data["tie_order"] == "file"
+    assert recipe.training["seed"] == 3 and recipe.eval["ks"] == [5, 10]
+    assert recipe.eval["exclude_seen"] is True
+    with pytest.raises(ValueError, match="SECTION.KEY=VALUE"):
+        apply_overrides(raw, ["seed=3"])
+    with pytest.raises(ValueError, match="unknown eval key"):
+        load_recipe(apply_overrides(raw, ["data.data_dir=x", "eval.exclude=1"]))

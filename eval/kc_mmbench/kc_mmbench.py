@@ -21,7 +21,8 @@ a deterministic rule mode that is NOT the paper's metric) and Pornographic_Comme
 (yes/no, scored exactly like the official VLMEvalKit fork: think tags removed, case-sensitive 是/否
 then yes/no token extraction, `Unknown` answers re-judged with the official prompt when a judge is
 given, else counted wrong; exact-match and judged accuracies and the `Unknown` rate are reported).
-Accuracies are percentages (x100, as the official tables), not fractions.
+Accuracies and rates are fractions in [0, 1] (`evaluate`'s convention; x100 for the official
+tables' percentages).
 """
 
 _KWARGS_DESCRIPTION = """
@@ -43,8 +44,8 @@ Args:
     judge_retries (`int`, default 5): tries per sample (temperature 0.5 * try).
     return_details (`bool`, default False): add per-sample details.
 Returns:
-    overall_accuracy: unweighted mean of the task accuracies.
-    overall_micro_accuracy: accuracy over all samples.
+    overall_accuracy: unweighted mean of the task accuracies (a fraction in [0, 1]).
+    overall_micro_accuracy: accuracy over all samples (a fraction in [0, 1]).
     tasks: per task `accuracy`, `num_samples`, `num_correct`, `mode`, `categories`, and
         `exact_match_accuracy`/`unknown_rate` (+ `judged_accuracy`, `num_unknown_after_judge`
         with a judge) for yes/no, or `judge_failures`/`rule_agreement` (VQA, judge mode).
@@ -52,7 +53,7 @@ Returns:
 Examples:
     >>> kc = evaluate.load("eval/kc_mmbench")
     >>> kc.compute(predictions=["是", "是。"], references=["是", "否"], tasks=["SPU", "SPU"])["overall_accuracy"]
-    50.0
+    0.5
 """.format(tasks=", ".join(TASKS))
 
 

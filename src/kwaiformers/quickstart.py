@@ -33,7 +33,7 @@ SIZES: dict[str, dict[str, Any]] = {
                     popularity_mix=0.1, seeds=3),
     "smoke": dict(num_users=60, num_items=80, days=3, pretrain_steps=12, pretrain_lr=3e-3,
                   batch_size=32, align_steps=3, align_batch_size=32, align_lr=5e-4, hidden_size=32,
-                  eval_users=40, diag_rows=200, policy_temperature=4.0, popularity_mix=0.1, seeds=2),
+                  eval_users=24, diag_rows=96, policy_temperature=4.0, popularity_mix=0.1, seeds=2),
 }
 _INT_OPTIONS = ("num_users", "num_items", "days", "pretrain_steps", "align_steps", "hidden_size", "seeds")
 _FLOAT_OPTIONS = ("pretrain_lr", "policy_temperature", "popularity_mix")

@@ -21,7 +21,7 @@ Scoring (``score_kc_mmbench``) follows the official evaluation code (the VLMEval
 
 * **Y/N tasks**: think blocks removed, then case-sensitive ``是``/``否`` token extraction, then
   ``yes``/``no``, else ``Unknown`` (``YOrN_cn_Extraction``; ``Yes.``/``No`` are Unknown); score =
-  ``answer == extracted``; accuracy x100 overall and per ``category``/``l2-category``. When a
+  ``answer == extracted``; accuracy overall and per ``category``/``l2-category``. When a
   judge is configured the official pipeline re-asks it for every ``Unknown`` answer
   (``YOrN_cn_match_prompt`` / ``YOrN_cn_auxeval``: :data:`YORN_JUDGE_PROMPT`, up to 5 tries at
   temperature ``0.5 * try`` until the reply extracts to 是/否); both the exact-match and the
@@ -34,6 +34,11 @@ Scoring (``score_kc_mmbench``) follows the official evaluation code (the VLMEval
   Without a judge, a
   deterministic **rule** mode is used; it is *not* the paper's metric and every result says which
   mode produced it (``"mode"``).
+
+Units: :func:`score_kc_mmbench` and the ``eval/kc_mmbench`` module return accuracies and rates as
+fractions in [0, 1] (``evaluate``'s convention); the runner (:class:`KCMMBenchTask`) shows them in
+percent in its table, ``results.json`` and model-index, as the official KC-MMBench tables do,
+labelled (``metrics_unit``).
 """
 
 from __future__ import annotations
@@ -662,8 +667,8 @@ def _run_yorn_judge(judge: Any, prompt: str, retries: int) -> tuple[str, str, st
     return "Unknown", "", error or "no tries"
 
 
-def _mean100(values: Sequence[bool]) -> float:
-    return 100.0 * sum(values) / len(values) if values else float("nan")
+def _mean(values: Sequence[bool]) -> float:
+    return sum(values) / len(values) if values else float("nan")
 
 
 def _breakdown(flags: Sequence[bool], labels: Sequence[str | None]) -> dict[str, float]:
@@ -672,7 +677,7 @@ def _breakdown(flags: Sequence[bool], labels: Sequence[str | None]) -> dict[str,
         if label is None or (isinstance(label, float) and math.isnan(label)) or label == "":
             continue
         groups.setdefault(str(label), []).append(flag)
-    return {k: _mean100(groups[k]) for k in sorted(groups)}
+    return {k: _mean(groups[k]) for k in sorted(groups)}
 
 
 def _check_column(name: str, values: Sequence[Any] | None, n: int, allow_none: bool) -> list[Any]:
@@ -729,7 +734,9 @@ def score_kc_mmbench(
             ``False`` keeps the exact-match score only.
 
     Returns:
-        ``overall_accuracy`` (unweighted mean of the task accuracies, x100),
+        Accuracies, rates and agreements are fractions in [0, 1] (``evaluate``'s convention;
+        x100 for the official tables' percentages). ``overall_accuracy`` (unweighted mean of the
+        task accuracies),
         ``overall_micro_accuracy`` (over samples), ``num_samples``, ``modes`` (task -> mode) and
         ``tasks`` (task -> ``accuracy``, ``num_samples``, ``num_correct``, ``mode``, ``categories``;
         for Y/N ``exact_match_accuracy``, ``num_unknown``/``unknown_rate`` (exact match) and, when
@@ -836,7 +843,7 @@ def score_kc_mmbench(
         else:
             mode = JUDGE_MODE_PREFIX + str(judge_name) if use_judge else MODE_RULE
         entry: dict[str, Any] = {
-            "accuracy": _mean100(flags),
+            "accuracy": _mean(flags),
             "num_samples": len(ids),
             "num_correct": int(sum(flags)),
             "mode": mode,
@@ -847,8 +854,8 @@ def score_kc_mmbench(
             entry["l2_categories"] = l2
         if task in YN_TASKS:
             unknown = sum(details[i]["extracted"] == "Unknown" for i in ids)
-            entry.update(exact_match_accuracy=_mean100([details[i]["exact_correct"] for i in ids]),
-                         num_unknown=unknown, unknown_rate=100.0 * unknown / len(ids))
+            entry.update(exact_match_accuracy=_mean([details[i]["exact_correct"] for i in ids]),
+                         num_unknown=unknown, unknown_rate=unknown / len(ids))
             if judge_yn:
                 judged = [details[i] for i in ids if "judged" in details[i]]
                 entry.update(
@@ -859,8 +866,8 @@ def score_kc_mmbench(
         elif use_judge:
             entry["judge_failures"] = sum(details[i]["judge_error"] is not None for i in ids)
             agree = [details[i]["rule_correct"] == details[i]["correct"] for i in ids]
-            entry["rule_agreement"] = _mean100(agree)
-            entry["rule_accuracy"] = _mean100([details[i]["rule_correct"] for i in ids])
+            entry["rule_agreement"] = _mean(agree)
+            entry["rule_accuracy"] = _mean([details[i]["rule_correct"] for i in ids])
         per_task[task] = entry
 
     ordered = {t: per_task[t] for t in TASKS if t in per_task}
@@ -868,7 +875,7 @@ def score_kc_mmbench(
     all_flags = [d["correct"] for d in details]
     result: dict[str, Any] = {
         "overall_accuracy": sum(accs) / len(accs),
-        "overall_micro_accuracy": _mean100(all_flags),
+        "overall_micro_accuracy": _mean(all_flags),
         "num_samples": n,
         "modes": {t: e["mode"] for t, e in ordered.items()},
         "vqa_mode": ("judge" if use_judge else "rule") if n_vqa else None,
@@ -1024,6 +1031,8 @@ class KCMMBenchTask(TaskAdapter):
             on_judged=on_judged, questions=quests, yn_judge=self.yn_judge,
         )
         details = scores.pop("details")
+        # score_kc_mmbench gives fractions; results.json / table / model-index show percent, as
+        # the official KC-MMBench tables, labelled (metrics_unit). judge_failures are counts.
         metrics: dict[str, float] = {
             "overall_accuracy": scores["overall_accuracy"],
             "overall_micro_accuracy": scores["overall_micro_accuracy"],
@@ -1037,7 +1046,7 @@ class KCMMBenchTask(TaskAdapter):
             if "judged_accuracy" in entry:
                 metrics[f"{task}/judged_accuracy"] = entry["judged_accuracy"]
                 metrics[f"{task}/unknown_rate_after_judge"] = (
-                    100.0 * entry["num_unknown_after_judge"] / entry["num_samples"])
+                    entry["num_unknown_after_judge"] / entry["num_samples"])
             if "judge_failures" in entry:
                 metrics[f"{task}/judge_failures"] = float(entry["judge_failures"])
             if "rule_agreement" in entry:
@@ -1046,21 +1055,29 @@ class KCMMBenchTask(TaskAdapter):
                 metrics[f"{task}/category/{cat}"] = acc
             rule = entry["mode"] == MODE_RULE
             card.append((f"accuracy_{_metric_key(task)}" + ("_rule" if rule else ""),
-                         entry["accuracy"]))
+                         100.0 * entry["accuracy"]))
             if "judged_accuracy" in entry:  # both numbers: judged (official) and exact match
                 card.append((f"accuracy_{_metric_key(task)}_exact_match",
-                             entry["exact_match_accuracy"]))
+                             100.0 * entry["exact_match_accuracy"]))
+        # every value is a rate except judge_failures (to_percent would skip a category named
+        # "num_..."): scale all, then put the counts back (same key order)
+        metrics = {k: 100.0 * v for k, v in metrics.items()}
+        for task, entry in scores["tasks"].items():
+            if "judge_failures" in entry:
+                metrics[f"{task}/judge_failures"] = float(entry["judge_failures"])
         if set(scores["tasks"]) == set(TASKS):
             any_rule = any(m == MODE_RULE for m in scores["modes"].values())
             card.append(("accuracy_overall" + ("_rule" if any_rule else ""),
-                         scores["overall_accuracy"]))
+                         100.0 * scores["overall_accuracy"]))
         per_sample = []
         for sid, rep, pred, ref, row in zip(ids, reps, preds, refs, details):
             rec = {"id": sid, "sample_index": rep, "answer": ref,
                    "prediction": keye_post_process(pred) if self.post_process else pred, **row}
             per_sample.append(rec)
-        info = {"scores": scores, "modes": scores["modes"], "think": self.think or "auto",
-                "max_frames": self.max_frames, "post_process": self.post_process,
+        # info["scores"] is score_kc_mmbench's own output (fractions), labelled as such
+        info = {"scores": scores, "scores_unit": "fraction", "modes": scores["modes"],
+                "think": self.think or "auto", "max_frames": self.max_frames,
+                "post_process": self.post_process,
                 "generations_per_sample": max(len(v) for v in generations.values())}
         return TaskResult(metrics=metrics, card_metrics=card, per_sample=per_sample, info=info,
                           metrics_unit="percent")
@@ -1164,18 +1181,19 @@ def run(args) -> int:
 
 
 def format_table(scores: Mapping[str, Any]) -> str:
-    """A readable per-task table of :func:`score_kc_mmbench` output."""
-    lines = [f"{'task':<24}{'n':>6}{'accuracy':>10}  {'extra':<34}mode"]
+    """A readable per-task table of :func:`score_kc_mmbench` output (fractions), shown in
+    percent as the official tables."""
+    lines = ["(values in %)", f"{'task':<24}{'n':>6}{'accuracy':>10}  {'extra':<34}mode"]
     for task, e in scores["tasks"].items():
         if "judged_accuracy" in e:
-            extra = (f"exact {e['exact_match_accuracy']:.2f}, unknown "
-                     f"{e['unknown_rate']:.1f}%->{e['num_unknown_after_judge']}")
+            extra = (f"exact {100 * e['exact_match_accuracy']:.2f}, unknown "
+                     f"{100 * e['unknown_rate']:.1f}%->{e['num_unknown_after_judge']}")
         elif "unknown_rate" in e:
-            extra = f"unknown {e['unknown_rate']:.1f}%"
+            extra = f"unknown {100 * e['unknown_rate']:.1f}%"
         else:
             extra = f"judge fail {e['judge_failures']}" if "judge_failures" in e else ""
-        lines.append(f"{task:<24}{e['num_samples']:>6}{e['accuracy']:>10.2f}  {extra:<34}"
+        lines.append(f"{task:<24}{e['num_samples']:>6}{100 * e['accuracy']:>10.2f}  {extra:<34}"
                      f"{e['mode']}")
     lines.append(f"{'overall (task mean)':<24}{scores['num_samples']:>6}"
-                 f"{scores['overall_accuracy']:>10.2f}")
+                 f"{100 * scores['overall_accuracy']:>10.2f}")
     return "\n".join(lines)

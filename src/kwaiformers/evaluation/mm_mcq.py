@@ -15,8 +15,11 @@ shared runner (:mod:`kwaiformers.evaluation.runner`) with :class:`MultipleChoice
   above."), after one image item per image/frame.
 * **Scoring**: :func:`extract_choice` -- an exact-matching extraction in the spirit of VLMEvalKit's
   ``can_infer`` (explicit ``Answer: X`` / ``\\boxed{X}`` / ``(X)`` forms, then a single option
-  letter standing alone, then a unique option text); no LLM judge. Accuracy x100 overall and per
-  ``category``, plus the extraction-failure rate (failures count as wrong).
+  letter standing alone, then a unique option text); no LLM judge. Accuracy overall and per
+  ``category``, plus the extraction-failure rate (failures count as wrong). This module has no
+  ``evaluate`` module or standalone scoring function; its numbers exist only in the runner's
+  table, ``results.json`` and model-index, which show percent as leaderboards do, labelled
+  (``metrics_unit: percent``, ``(values in %)``, ``accuracy (<name>, %)``).
 """
 
 from __future__ import annotations

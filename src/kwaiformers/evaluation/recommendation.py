@@ -254,9 +254,11 @@ def recommend_all(
     max_batches: int | None = None,
     exclude_items: Sequence[Any] | None = None,
     progress: bool = True,
+    allow_empty: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(recommended [N, num_items], targets [N])`` of ``model.recommend`` over ``batches``;
-    ``exclude_items`` is one collection per sample, in batch order."""
+    ``exclude_items`` is one collection per sample, in batch order. ``allow_empty``: no batch
+    gives empty tensors instead of an error (a process with no shard of the users)."""
     from tqdm.auto import tqdm
 
     if beam_size < num_items:
@@ -282,6 +284,8 @@ def recommend_all(
     if was_training:
         model.train()
     if not recs:
+        if allow_empty:
+            return torch.empty(0, num_items, dtype=torch.long), torch.empty(0, dtype=torch.long)
         raise ValueError("no evaluation batches")
     return torch.cat(recs), torch.cat(targets)
 
@@ -296,17 +300,25 @@ def evaluate_recommender(
     max_batches: int | None = None,
     progress: bool = True,
     exclude_items: Sequence[Any] | None = None,
+    gather: Any = None,
 ) -> dict[str, float]:
     """Run ``model.recommend`` over ``batches`` (schema batches with ``target_item_id``) and score it.
 
     Returns Recall@K / NDCG@K for every ``k`` in ``ks`` and the legality rate, averaged over users.
     ``exclude_items``: one collection of item ids per sample (batch order), masked inside the
-    constrained beam search (seen-item exclusion).
+    constrained beam search (seen-item exclusion). ``gather`` (several processes, each with its
+    own shard of the users): maps this process' ``[n, ...]`` tensor to the concatenation over all
+    processes, so that every process scores the union (a process may have no batch).
     """
     num_items = max(ks)
     recs, targets = recommend_all(model, batches, item_index, num_items=num_items, beam_size=beam_size,
                                   constrained=constrained, max_batches=max_batches,
-                                  exclude_items=exclude_items, progress=progress)
+                                  exclude_items=exclude_items, progress=progress,
+                                  allow_empty=gather is not None)
+    if gather is not None:
+        recs, targets = gather(recs), gather(targets)
+        if recs.shape[0] == 0:
+            raise ValueError("no evaluation batches")
     return recommendation_metrics(recs, targets, ks)
 
 

@@ -37,6 +37,15 @@ cache (a torn last line from a crash is ignored); different settings raise unles
 ``overwrite=True``. Batches are seeded with ``seed + position of their first item`` so a resumed
 run reproduces the remaining samples' seeds.
 
+**Several processes.** Under ``accelerate launch --num_processes N`` / ``torchrun --nproc_per_node
+N`` (``WORLD_SIZE > 1``) the processes join a gloo group and share the work: the missing
+generations are cut into the batches one process would make (same contents, same seeds) and
+process ``r`` generates batches ``r, r + N, ...`` into its own cache shard
+(``generations.rank{r}.jsonl``); process 0 then merges the shards into ``generations.jsonl``
+(each ``(sample id, sample index)`` once), scores and writes the results, which every process
+returns. A crashed multi-process run resumes from the main cache and the leftover shards, with
+any number of processes.
+
 **Scoring only.** ``predictions=...`` (a JSONL of ``{"id", "responses": [...]}`` or of cache rows
 ``{"sample_id", "text"}``) skips generation.
 """
@@ -55,6 +64,7 @@ from typing import Any
 CACHE_FILE = "generations.jsonl"
 META_FILE = "generations.meta.json"
 RESULTS_FILE = "results.json"
+SHARD_PREFIX = "generations.rank"
 
 
 @dataclass
@@ -342,7 +352,8 @@ def load_transformers_backend(model: str, *, kind: str = "text", chat_template: 
     if device is None:
         import torch
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        # one GPU per process under a launcher (LOCAL_RANK), else the first
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
     lm.to(device).eval()
     return TransformersBackend(lm, proc, chat_template=chat_template, model_name=model)
 
@@ -353,15 +364,39 @@ def load_transformers_backend(model: str, *, kind: str = "text", chat_template: 
 class GenerationCache:
     """Append-only JSONL of generations keyed by ``(sample_id, sample_index)``."""
 
-    def __init__(self, output_dir: str | os.PathLike) -> None:
+    def __init__(self, output_dir: str | os.PathLike, shard: int | None = None) -> None:
         self.dir = os.fspath(output_dir)
         os.makedirs(self.dir, exist_ok=True)
         self.path = os.path.join(self.dir, CACHE_FILE)
         self.meta_path = os.path.join(self.dir, META_FILE)
+        #: where :meth:`append` writes: the main file, or process ``shard``'s own file
+        self.write_path = self.path if shard is None else os.path.join(self.dir, f"{SHARD_PREFIX}{shard}.jsonl")
 
-    def check_meta(self, meta: dict[str, Any], overwrite: bool = False) -> None:
-        """Record ``meta``; refuse to mix generations made with different settings."""
-        if os.path.exists(self.meta_path) and os.path.exists(self.path) and not overwrite:
+    def shard_paths(self) -> list[str]:
+        """Cache shards of a multi-process run that were not merged yet."""
+        names = sorted(n for n in os.listdir(self.dir) if n.startswith(SHARD_PREFIX) and n.endswith(".jsonl"))
+        return [os.path.join(self.dir, n) for n in names]
+
+    def merge_shards(self) -> int:
+        """Append the shards' generations missing from the main file to it (each key once), then
+        delete the shards; returns the number of rows added. Run by one process."""
+        main = self._read(self.path)
+        added = {}
+        for path in self.shard_paths():
+            for key, gen in self._read(path).items():
+                if key not in main and key not in added:
+                    added[key] = gen
+        if added:
+            self.append(((sid, k, g) for (sid, k), g in sorted(added.items())), path=self.path)
+        for path in self.shard_paths():
+            os.remove(path)
+        return len(added)
+
+    def check_meta(self, meta: dict[str, Any], overwrite: bool = False, write: bool = True) -> None:
+        """Record ``meta``; refuse to mix generations made with different settings
+        (``write=False``: only the check)."""
+        cached = os.path.exists(self.path) or bool(self.shard_paths())
+        if os.path.exists(self.meta_path) and cached and not overwrite:
             with open(self.meta_path, encoding="utf-8") as f:
                 old = json.load(f)
             if old != json.loads(json.dumps(meta)):
@@ -369,16 +404,28 @@ class GenerationCache:
                 raise ValueError(
                     f"{self.path} was generated with different settings ({', '.join(diff)}); "
                     "use another --output-dir or --overwrite")
-        elif overwrite and os.path.exists(self.path):
-            os.remove(self.path)
+        if not write:
+            return
+        if overwrite:
+            for path in [self.path, *self.shard_paths()]:
+                if os.path.exists(path):
+                    os.remove(path)
         with open(self.meta_path, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
 
     def load(self) -> dict[tuple[str, int], Generation]:
+        """Every cached generation: the main file and any shard left by a multi-process run."""
         done: dict[tuple[str, int], Generation] = {}
-        if not os.path.exists(self.path):
+        for path in [*self.shard_paths(), self.path]:
+            done.update(self._read(path))
+        return done
+
+    @staticmethod
+    def _read(path: str) -> dict[tuple[str, int], Generation]:
+        done: dict[tuple[str, int], Generation] = {}
+        if not os.path.exists(path):
             return done
-        with open(self.path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
                     row = json.loads(line)
@@ -389,8 +436,8 @@ class GenerationCache:
                     continue  # torn line from a crash: that sample is regenerated
         return done
 
-    def append(self, rows: Iterable[tuple[str, int, Generation]]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
+    def append(self, rows: Iterable[tuple[str, int, Generation]], path: str | None = None) -> None:
+        with open(path or self.write_path, "a", encoding="utf-8") as f:
             if f.tell() > 0:  # make sure a torn last line from a crash stays on its own line
                 f.write("\n")
             for sample_id, index, gen in rows:
@@ -402,18 +449,22 @@ class GenerationCache:
 
 def generate_all(task: TaskAdapter, backend: GenerationBackend, samples: Sequence[EvalSample],
                  config: GenerationConfig, cache: GenerationCache, progress: bool = True,
-                 on_batch: Callable[[int], None] | None = None) -> dict[str, list[Generation]]:
-    """Generate ``config.n`` samples for every problem, skipping what ``cache`` already holds."""
+                 on_batch: Callable[[int], None] | None = None, rank: int = 0,
+                 world: int = 1) -> dict[str, list[Generation]]:
+    """Generate ``config.n`` samples for every problem, skipping what ``cache`` already holds.
+
+    ``rank``/``world``: this process makes batches ``rank, rank + world, ...`` of the missing
+    generations and returns only what it holds (the caller merges the shards)."""
     from tqdm.auto import tqdm
 
     done = cache.load()
     todo = [(s, k) for s in samples for k in range(config.n) if (s.id, k) not in done]
     position = {(s.id, k): i for i, (s, k) in enumerate((s, k) for s in samples
                                                          for k in range(config.n))}
-    bar = tqdm(total=len(samples) * config.n, initial=len(samples) * config.n - len(todo),
-               desc=f"generating {task.name}", disable=not progress)
-    for b, start in enumerate(range(0, len(todo), config.batch_size)):
-        batch = todo[start:start + config.batch_size]
+    batches = [todo[i:i + config.batch_size] for i in range(0, len(todo), config.batch_size)]
+    mine = batches[rank::world]
+    bar = tqdm(total=sum(map(len, mine)), desc=f"generating {task.name}", disable=not progress)
+    for b, batch in enumerate(mine):
         convs = [task.build_messages(s) for s, _ in batch]
         gens = backend.generate(convs, config, seed=config.seed + position[(batch[0][0].id,
                                                                             batch[0][1])])
@@ -426,7 +477,36 @@ def generate_all(task: TaskAdapter, backend: GenerationBackend, samples: Sequenc
         if on_batch is not None:
             on_batch(b)
     bar.close()
+    if world > 1:
+        return {s.id: [done[(s.id, k)] for k in range(config.n) if (s.id, k) in done] for s in samples}
     return {s.id: [done[(s.id, k)] for k in range(config.n)] for s in samples}
+
+
+def process_layout() -> tuple[int, int]:
+    """``(rank, world)``: under a launcher (``WORLD_SIZE > 1``) join a gloo group (timeout
+    ``KWAIFORMERS_EVAL_TIMEOUT_S``, default 24 h: processes wait for the slowest at the merge),
+    else ``(0, 1)``."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        world = 1
+    if world <= 1:
+        return 0, 1
+    import datetime
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        timeout = float(os.environ.get("KWAIFORMERS_EVAL_TIMEOUT_S", 86400))
+        dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=timeout))
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def read_predictions(path: str | os.PathLike, samples: Sequence[EvalSample],
@@ -510,12 +590,30 @@ def evaluate_task(
     if len(set(ids)) != len(ids):
         raise ValueError(f"task {task.name!r} has duplicate sample ids")
     start = time.time()
+    rank, world = process_layout() if backend is not None else (0, 1)
     if backend is not None:
         model_name = model_name or backend.model_name
-        cache = GenerationCache(output_dir)
-        cache.check_meta({"task": task.name, "model": model_name, "backend": backend.name,
-                          **asdict(config), "batch_size": None}, overwrite=overwrite)
-        generations = generate_all(task, backend, samples, config, cache, progress=progress)
+        meta = {"task": task.name, "model": model_name, "backend": backend.name,
+                **asdict(config), "batch_size": None}
+        if world > 1:
+            GenerationCache(output_dir).check_meta(meta, overwrite=overwrite, write=False)
+            _barrier(world)  # every process compared the settings before process 0 changes files
+        if rank == 0:
+            GenerationCache(output_dir).check_meta(meta, overwrite=overwrite)
+        _barrier(world)
+        cache = GenerationCache(output_dir, shard=rank if world > 1 else None)
+        generations = generate_all(task, backend, samples, config, cache,
+                                   progress=progress and rank == 0, rank=rank, world=world)
+        _barrier(world)
+        if world > 1:
+            if rank == 0:
+                cache.merge_shards()
+                done = cache.load()
+                generations = {s.id: [done[(s.id, k)] for k in range(config.n)] for s in samples}
+            else:  # process 0 scores and writes the results; the others return them
+                _barrier(world)
+                with open(os.path.join(output_dir, RESULTS_FILE), encoding="utf-8") as f:
+                    return json.load(f)
     else:
         generations = read_predictions(predictions, samples)
         model_name = model_name or "predictions"
@@ -561,6 +659,8 @@ def evaluate_task(
         if push_to_hub:
             results["pushed_to"] = push_model_index(push_to_hub, os.path.basename(
                 str(model_name).rstrip("/")), eval_results)
+    if world > 1:
+        _barrier(world)  # results.json is written: release the other processes
     return results
 
 
@@ -684,7 +784,9 @@ def run_from_args(task: TaskAdapter, args) -> dict[str, Any]:
 
 
 def print_summary(results: Mapping[str, Any]) -> None:
-    """A readable table of the headline metrics."""
+    """A readable table of the headline metrics (printed by process 0 only under a launcher)."""
+    if os.environ.get("RANK", "0") != "0":
+        return
     unit = "  (values in %)" if results.get("metrics_unit") == "percent" else ""
     print(f"task {results['task']}  model {results['model']}  problems {results['num_problems']}"
           f"  n {results['n']}{unit}")

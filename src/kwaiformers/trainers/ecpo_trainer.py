@@ -28,7 +28,7 @@ from trl import GRPOTrainer
 
 from .ecpo_config import ECPOConfig
 from .losses import ecpo_loss
-from .onerec_rl_common import OneRecRLTrainerMixin, masked_mean
+from .onerec_rl_common import OneRecRLTrainerMixin
 
 __all__ = ["ECPOTrainer"]
 
@@ -85,24 +85,28 @@ class ECPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
         b = users["target_sids"].shape[0]
         sids, old, legal = self._rollouts(users, g, args.beam_size, args.constrained_rollouts)
         rewards = self._score_rollouts(users, sids, legal, args.illegal_reward)
-        adv, valid = self.group_advantages(rewards, args.scale_rewards)
+        adv, valid = self.group_advantages(rewards, args.scale_rewards, gather=self._gather_rows)
         fmt_adv = torch.zeros_like(adv)
         fmt_mask = torch.zeros_like(valid)
         if args.format_reward_k > 0:
             from kwaiformers.rewards.format_reward import format_reward_advantages
 
             gen = torch.Generator().manual_seed(args.seed * 1_000_003 + self.state.global_step)
-            fmt_adv, fmt_mask = format_reward_advantages(legal, args.format_reward_k, generator=gen)
+            # drawn for the global batch, then this process' rows: the same draws as one process
+            everyone = self._gather_rows(legal)
+            fmt_adv, fmt_mask = format_reward_advantages(everyone, args.format_reward_k, generator=gen)
+            fmt_adv, fmt_mask = self._local_rows(fmt_adv, b), self._local_rows(fmt_mask, b)
         sft_user = self._sft_mask(users, args.sft_filter_quantile) if args.sft_weight > 0 else (
             torch.zeros(b, dtype=torch.bool, device=sids.device)
         )
         sft_mask = torch.zeros(b, g, dtype=torch.bool, device=sids.device)
         sft_mask[:, 0] = sft_user  # the SFT target counted once per user
-        # metrics (TRL names where they apply)
-        finite = torch.isfinite(rewards)
-        self._log_metric("reward", rewards[finite].mean() if finite.any() else float("nan"))
-        self._log_metric("reward_std", rewards[finite].std() if finite.sum() > 1 else float("nan"))
-        std_g = torch.nan_to_num(rewards, nan=0.0).std(1)
+        # metrics (TRL names where they apply), over the rewards of all processes as in TRL
+        everyone = self._gather_rows(rewards)
+        finite = torch.isfinite(everyone)
+        self._log_metric("reward", everyone[finite].mean() if finite.any() else float("nan"))
+        self._log_metric("reward_std", everyone[finite].std() if finite.sum() > 1 else float("nan"))
+        std_g = torch.nan_to_num(everyone, nan=0.0).std(1)
         self._log_metric("frac_reward_zero_std", (std_g < 1e-6).float().mean())
         self._log_metric("reward/nan_frac", (~finite).float().mean())
         self._log_metric("legality", legal.float().mean())
@@ -132,19 +136,21 @@ class ECPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
         per, info = ecpo_loss(logps=logps, old_logps=old, advantages=inputs["advantages"],
                               epsilon=args.epsilon, delta=args.early_clip_delta, return_info=True)
         rl_mask = inputs["rl_mask"]
-        rl = masked_mean(self._reduce_loss(per), rl_mask)
+        rl = self._global_masked_mean(self._reduce_loss(per), rl_mask)
         loss = rl
         if args.format_reward_k > 0:
             fmt_per = ecpo_loss(logps=logps, old_logps=old, advantages=inputs["format_advantages"],
                                 epsilon=args.epsilon, delta=args.early_clip_delta)
-            loss = loss + args.format_reward_weight * masked_mean(
+            loss = loss + args.format_reward_weight * self._global_masked_mean(
                 self._reduce_loss(fmt_per), inputs["format_mask"]
             )
         sft = torch.zeros((), device=logps.device)
         sft_mask = inputs["sft_mask"]
-        if args.sft_weight > 0 and bool(sft_mask.any()):
-            sft_batch = {k: v[sft_mask] for k, v in batch.items()}
-            sft = model(**sft_batch).loss
+        if args.sft_weight > 0:
+            n_local = sft_mask.sum()
+            if bool(sft_mask.any()):
+                sft = model(**{k: v[sft_mask] for k, v in batch.items()}).loss * n_local
+            sft = self._global_share(sft, sft_mask)  # mean over the SFT rows of all processes
             loss = loss + args.sft_weight * sft
         # metrics
         m = rl_mask

@@ -34,7 +34,7 @@ from kwaiformers.rewards.dars import duration_aware_advantages
 
 from .gbpo_config import GBPOConfig
 from .losses import ecpo_loss, gbpo_loss
-from .onerec_rl_common import OneRecRLTrainerMixin, masked_mean
+from .onerec_rl_common import OneRecRLTrainerMixin
 
 __all__ = ["GBPOTrainer"]
 
@@ -92,12 +92,16 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
             )
         n = batch["target_sids"].shape[0]
         neg = batch.get("target_is_negative")
+        # DARS' threshold is a quantile of the whole (global) batch: computed on every process'
+        # rows, then this process' advantages are taken
+        hist = [self.accelerator.pad_across_processes(batch[k].float(), dim=1, pad_index=float("nan"))
+                for k in ("history_durations", "history_play_times")]
         dars = duration_aware_advantages(
-            durations=batch["target_duration"].float(),
-            play_times=batch["target_play_time"].float(),
-            history_durations=batch["history_durations"].float(),
-            history_play_times=batch["history_play_times"].float(),
-            negatives=neg.bool() if neg is not None else None,
+            durations=self._gather_rows(batch["target_duration"].float()),
+            play_times=self._gather_rows(batch["target_play_time"].float()),
+            history_durations=self._gather_rows(hist[0]),
+            history_play_times=self._gather_rows(hist[1]),
+            negatives=self._gather_rows(neg.bool()) if neg is not None else None,
             config=self.dars,
             return_details=True,
         )
@@ -107,11 +111,11 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
         )
         out = {
             **self._ctx(batch),
-            "advantages": dars.advantages.to(batch["target_sids"].device),
+            "advantages": self._local_rows(dars.advantages, n).to(batch["target_sids"].device),
             "old_logps": old_item,
             "sft_mask": sft,
         }
-        self._log_metric("reward", dars.advantages.mean())
+        self._log_metric("reward", self._local_rows(dars.advantages, n).mean())
         self._log_metric("dars/positive_frac", dars.positive_frac)
         self._log_metric("dars/negative_frac", dars.negative_frac)
         self._log_metric("dars/tau", dars.threshold)
@@ -120,7 +124,7 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
             g = self.num_generations
             sids, old, legal = self._rollouts(batch, g, args.beam_size, args.constrained_rollouts)
             rewards = self._score_rollouts(batch, sids, legal, None)
-            adv, valid = self.group_advantages(rewards, args.scale_rewards)
+            adv, valid = self.group_advantages(rewards, args.scale_rewards, gather=self._gather_rows)
             out.update(rollout_sids=sids, rollout_old_logps=old, rollout_advantages=adv, rollout_mask=valid)
             finite = torch.isfinite(rewards)
             self._log_metric("rollout/reward", rewards[finite].mean() if finite.any() else float("nan"))
@@ -163,6 +167,7 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
         keep = adv != 0
         loss = torch.zeros((), device=adv.device)
         rl = torch.zeros((), device=adv.device)
+        bound = torch.zeros((), device=adv.device)
         if bool(keep.any()):
             sub = {k: v[keep] for k, v in batch.items()}
             logps_tok = policy.sid_log_probs(sub, sub["target_sids"][:, None, :])[:, 0]
@@ -172,20 +177,25 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
                 logps, old = logps_tok, None
             if args.logged_loss == "gbpo":
                 per, info = gbpo_loss(logps=logps, old_logps=old, advantages=adv[keep], return_info=True)
-                self._log_metric("gbpo/bound_active_frac", info["bound_active"].float().mean())
+                bound = info["bound_active"].float().reshape(len(per), -1).mean(-1).sum()
             elif args.logged_loss == "ecpo":
                 per = ecpo_loss(logps=logps, old_logps=old, advantages=adv[keep],
                                 epsilon=args.epsilon, delta=args.early_clip_delta)
             else:  # plain policy gradient at ratio 1 (the V2 gradient analysis' baseline)
                 a = adv[keep] if logps.dim() == 1 else adv[keep][:, None]
                 per = -a * torch.exp(logps - logps.detach())
-            rl = self._reduce_loss(per).mean()
-            loss = loss + args.rl_weight * rl
+            rl = self._reduce_loss(per).sum()
+        rl = self._global_share(rl, keep)  # mean over the A != 0 rows of all processes
+        if args.logged_loss == "gbpo" and bool(self._global_count(keep) > 0):
+            self._log_metric("gbpo/bound_active_frac", self._global_share(bound, keep))
+        loss = loss + args.rl_weight * rl
         self._log_metric("rl_loss", rl.detach())
         sft = torch.zeros((), device=adv.device)
         sft_mask = inputs["sft_mask"]
-        if args.sft_weight > 0 and bool(sft_mask.any()):
-            sft = model(**{k: v[sft_mask] for k, v in batch.items()}).loss
+        if args.sft_weight > 0:
+            if bool(sft_mask.any()):
+                sft = model(**{k: v[sft_mask] for k, v in batch.items()}).loss * sft_mask.sum()
+            sft = self._global_share(sft, sft_mask)  # mean over the SFT rows of all processes
             loss = loss + args.sft_weight * sft
         self._log_metric("sft_loss", sft.detach())
         if args.mode == "hybrid":
@@ -198,7 +208,7 @@ class GBPOTrainer(OneRecRLTrainerMixin, GRPOTrainer):
             else:
                 per = ecpo_loss(logps=logps, old_logps=old, advantages=radv,
                                 epsilon=args.epsilon, delta=args.early_clip_delta)
-            rloss = masked_mean(self._reduce_loss(per), inputs["rollout_mask"])
+            rloss = self._global_masked_mean(self._reduce_loss(per), inputs["rollout_mask"])
             loss = loss + args.rollout_weight * rloss
             self._log_metric("rollout_loss", rloss.detach())
         if not torch.isfinite(loss):

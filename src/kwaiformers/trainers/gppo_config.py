@@ -21,15 +21,20 @@ class GPPOConfig(GRPOConfig):
     (``"dapo"``, ``"grpo"``, ``"bnpo"``, ``"dr_grpo"``, ``"luspo"``); only the per-token surrogate
     changes.
 
-    **Token mean: dapo vs Klear.** Klear's ``token-mean`` divides each optimizer step's summed
-    token loss by *that step's* token count (a mean over the mini-batch). TRL's ``"dapo"`` divides
-    every step by the rollout's *average* tokens per step (``num_items_in_batch`` of the whole
-    generation batch x ``gradient_accumulation_steps / steps_per_generation``): with one optimizer
-    step per rollout the two agree, but with several (``steps_per_generation > GA``, as in
+    **Token mean: dapo vs Klear.** Klear's ``token-mean`` (its verl ``dp_actor.py``) takes the
+    token mean of each micro-batch on each rank, scales it by ``1 / GA`` (or, with the official
+    scripts' ``use_dynamic_bsz``, by the micro-batch's share of the rank's mini-batch) and
+    averages gradients over ranks. TRL's ``"bnpo"`` has that structure: the token mean of each
+    device's micro-batch, divided by ``gradient_accumulation_steps``, averaged over devices by
+    DDP; on one device with ``gradient_accumulation_steps=1`` it is exactly each optimizer step's
+    token mean. TRL's ``"dapo"`` instead divides every step by the rollout's *average* tokens per
+    step over all devices (``num_items_in_batch`` of the whole generation batch x
+    ``gradient_accumulation_steps / steps_per_generation``): with one optimizer step per rollout
+    it is the step's global token mean, but with several (``steps_per_generation > GA``, as in
     Klear's recipes) a step whose completions are longer than average gets a larger loss scale.
-    For Klear's exact per-step mini-batch token mean use ``loss_type="bnpo"`` with
-    ``gradient_accumulation_steps=1`` (bnpo is a token mean over the micro-batch, which then is
-    the optimizer step's mini-batch; with GA > 1 it becomes a mean of micro-batch means).
+    The Klear recipes therefore use ``loss_type="bnpo"`` (the math recipe with GA 1). Neither
+    reproduces the official micro-batches bit for bit: Klear packs them by a token budget
+    (``ppo_max_token_len_per_gpu``) on its own many-GPU, sequence-parallel layout.
 
     **Off-policy matters.** With TRL's defaults (``num_iterations=1`` and
     ``steps_per_generation == gradient_accumulation_steps``) the old log-probs are the current

@@ -76,8 +76,9 @@ class GPPOTrainer(GRPOTrainer):
     ``top_entropy_quantile``, ``off_policy_mask_threshold``, ``mask_truncated_completions``,
     tools, MoE aux loss, multi-process training. Not supported (``NotImplementedError`` at init):
     loss types with their own surrogate (``cispo``, ``sapo``, ``vespo``), ``delta``, the entropy
-    bonus; and, for ``zero_std_groups="resample"`` only, several processes, iterable datasets,
-    multimodal processors and environments.
+    bonus; and, for ``zero_std_groups="resample"`` only, iterable datasets, multimodal
+    processors, environments, and several processes whose generation batches
+    (``per_device_train_batch_size * steps_per_generation``) are not whole groups.
 
     Extra metrics: ``gppo/kept_group_frac`` (fraction of freshly generated groups whose reward
     std > 0), ``gppo/trained_group_frac`` (fraction of the batch's groups that carry loss),
@@ -110,7 +111,8 @@ class GPPOTrainer(GRPOTrainer):
         super().__init__(model, reward_funcs, args, train_dataset, *pos, **kwargs)
         if args.zero_std_groups == "resample":
             self._check_resample_supported()
-        self._gppo_rng = random.Random(args.seed)
+        # each process draws its own refill prompts (process 0: the single-process stream)
+        self._gppo_rng = random.Random(args.seed + 1_000_003 * self.accelerator.process_index)
         self._gppo_last_rewards: torch.Tensor | None = None
         self._gppo_nested = False
 
@@ -120,8 +122,12 @@ class GPPOTrainer(GRPOTrainer):
         from transformers import ProcessorMixin
 
         problems = []
-        if self.accelerator.num_processes > 1:
-            problems.append("several processes (groups straddle ranks; use zero_std_groups='mask')")
+        per_process = self.args.per_device_train_batch_size * self.args.steps_per_generation
+        if self.accelerator.num_processes > 1 and per_process % self.num_generations:
+            problems.append(
+                f"several processes with groups that straddle them (per_device_train_batch_size x "
+                f"steps_per_generation = {per_process} rows per process is not a multiple of "
+                f"num_generations={self.num_generations})")
         if self.train_dataset is None or isinstance(self.train_dataset, IterableDataset) or not hasattr(
             self.train_dataset, "__getitem__"
         ):
@@ -175,7 +181,7 @@ class GPPOTrainer(GRPOTrainer):
         strategy = self.args.zero_std_groups if mode == "train" else "keep"
         self._metrics[mode]["gppo/kept_group_frac"].append(keep.float().mean().item())
         rounds = 0
-        if strategy == "resample" and not bool(keep_local.all()):
+        if strategy == "resample" and self._on_any_process(not bool(keep_local.all())):
             output, keep_local, positive_local, rounds = self._dynamic_sampling(
                 inputs, output, keep_local, positive_local, num_generations
             )
@@ -196,9 +202,26 @@ class GPPOTrainer(GRPOTrainer):
             self._metrics[mode]["gppo/dynamic_sampling_rounds"].append(float(rounds))
         return output
 
+    def _on_any_process(self, flag: bool) -> bool:
+        if self.accelerator.num_processes == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=self.accelerator.device)
+        return bool(self.accelerator.reduce(t, reduction="sum")[0] > 0)
+
+    def _max_over_processes(self, value: int) -> int:
+        if self.accelerator.num_processes == 1:
+            return value
+        t = torch.tensor([float(value)], device=self.accelerator.device)
+        return int(self.accelerator.gather(t).max())
+
     def _dynamic_sampling(self, inputs, output, keep, positive, num_generations):
-        """DAPO dynamic sampling (single process): refill zero-std groups with freshly generated
-        groups of random training prompts, for at most ``dynamic_sampling_max_rounds`` rounds."""
+        """DAPO dynamic sampling: refill zero-std groups with freshly generated groups of random
+        training prompts, for at most ``dynamic_sampling_max_rounds`` rounds.
+
+        Several processes: every process holds whole groups and refills its own; generation is
+        collective (rewards are gathered), so all processes run the same rounds, each
+        generating for the largest number of missing groups of any process (a process that is
+        already full discards its extra groups)."""
         group_size = num_generations
         n_groups = len(inputs) // group_size
         kept_parts: list[tuple[dict, torch.Tensor, torch.Tensor]] = []
@@ -209,10 +232,13 @@ class GPPOTrainer(GRPOTrainer):
         first_kept = have
         rounds, drawn = 0, 0
         dataset = self.train_dataset
-        while have < n_groups and rounds < self.args.dynamic_sampling_max_rounds:
-            rounds += 1
+        while rounds < self.args.dynamic_sampling_max_rounds:
             missing = n_groups - have
-            n_prompts = math.ceil(missing * self.args.dynamic_sampling_oversample)
+            need = self._max_over_processes(missing)
+            if need == 0:
+                break
+            rounds += 1
+            n_prompts = math.ceil(need * self.args.dynamic_sampling_oversample)
             drawn += n_prompts
             indices = [self._gppo_rng.randrange(len(dataset)) for _ in range(n_prompts)]
             new_inputs = [dict(dataset[i]) for i in indices for _ in range(group_size)]
@@ -221,7 +247,9 @@ class GPPOTrainer(GRPOTrainer):
                 new_output = super()._generate_and_score_completions(new_inputs)
             finally:
                 self._gppo_nested = False
-            new_keep, new_positive = self._reward_stats(group_size)
+            new_keep, new_positive = self._reward_stats(group_size)  # global rows
+            new_keep = self._local(new_keep, len(new_inputs))
+            new_positive = self._local(new_positive, len(new_inputs))
             good_groups = torch.nonzero(new_keep.view(-1, group_size)[:, 0], as_tuple=True)[0]
             good_groups = good_groups[:missing]
             if len(good_groups):

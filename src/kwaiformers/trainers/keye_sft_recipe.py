@@ -94,6 +94,9 @@ def build_keye_sft_trainer(cfg: dict[str, Any], output_dir: str | None = None):
         max_length=None,
         **training,
     )
+    from kwaiformers.utils.distributed import check_sharding_supported
+
+    check_sharding_supported(args)
     collator = KeyeSFTCollator(processor, max_length=cfg.get("max_length"), root=os.path.dirname(os.path.abspath(path)),
                                system=cfg.get("system"))
     peft_config = keye_lora_config(**cfg["lora"]) if cfg.get("lora") else None
@@ -112,9 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if args.max_steps is not None:
         cfg.setdefault("training", {})["max_steps"] = args.max_steps
     trainer = build_keye_sft_trainer(cfg, output_dir=args.output_dir)
+    from kwaiformers.utils.distributed import check_launch_matches
+
+    check_launch_matches(trainer.accelerator.num_processes, "the Keye SFT trainer")
     result = trainer.train()
     trainer.save_model()
-    trainer.processing_class.save_pretrained(trainer.args.output_dir)
-    print(f"keye-sft: {result.global_step} steps, final train loss {result.training_loss:.4f}, "
-          f"saved to {trainer.args.output_dir}")
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        trainer.processing_class.save_pretrained(trainer.args.output_dir)
+        print(f"keye-sft: {result.global_step} steps, final train loss {result.training_loss:.4f}, "
+              f"saved to {trainer.args.output_dir}")
     return 0

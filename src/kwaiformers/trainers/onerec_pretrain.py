@@ -46,6 +46,24 @@ class OneRecPretrainRecipe:
     runtime: dict[str, Any] = field(default_factory=dict)
 
 
+_SECTIONS = ("model", "data", "tokenizer", "training", "eval", "runtime")
+
+
+def _sections(raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate the top level of a raw recipe: known section names, each a mapping (or empty)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("the recipe must be a mapping with model/data/tokenizer/training/eval sections")
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown recipe section(s) {sorted(map(str, unknown))}; expected some of "
+                         f"{', '.join(_SECTIONS)}")
+    for name, value in raw.items():
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"recipe section {name!r} must be a mapping of keys to values, "
+                             f"got {type(value).__name__}")
+    return {k: dict(v or {}) for k, v in raw.items()}
+
+
 def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRecPretrainRecipe:
     """Read and validate a recipe from a YAML file or a mapping."""
     if isinstance(path_or_mapping, Mapping):
@@ -55,16 +73,7 @@ def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRe
 
         with open(path_or_mapping, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError("the recipe must be a mapping with model/data/tokenizer/training/eval sections")
-    unknown = set(raw) - {"model", "data", "tokenizer", "training", "eval", "runtime"}
-    if unknown:
-        raise ValueError(f"unknown recipe section(s) {sorted(unknown)}; expected model, data, "
-                         "tokenizer, training, eval, runtime")
-    bad = {k: type(v).__name__ for k, v in raw.items() if v is not None and not isinstance(v, Mapping)}
-    if bad:
-        raise ValueError(f"recipe sections must be mappings (section: {{key: value}}), got {bad}")
-    recipe = OneRecPretrainRecipe(**{k: dict(v or {}) for k, v in raw.items()})
+    recipe = OneRecPretrainRecipe(**_sections(raw))
     recipe.model.setdefault("type", "onerec_v2")
     if recipe.model["type"] not in _MODEL_TYPES:
         raise ValueError(f"model.type must be one of {_MODEL_TYPES}, got {recipe.model['type']!r}")
@@ -168,15 +177,29 @@ def _make_trainer_class():
             max_batches = settings.get("max_batches")
             if max_batches is not None and len(dataset) > bsz * int(max_batches):
                 dataset = dataset.select(range(bsz * int(max_batches)))
-            loader = torch.utils.data.DataLoader(dataset, batch_size=bsz, collate_fn=self.data_collator)
             data = self.onerec_data
             exclude_seen = bool(settings.get("exclude_seen", False))
             exclude = data.seen_items("test", dataset) if (exclude_seen and data is not None) else None
+            shard, gather = dataset, None
+            world = self.accelerator.num_processes
+            if world > 1:  # each process searches a contiguous shard; recommendations gathered
+                from accelerate.utils import gather_object
+
+                per = -(-len(dataset) // world)
+                start = min(self.accelerator.process_index * per, len(dataset))
+                stop = min(start + per, len(dataset))
+                shard = dataset.select(range(start, stop))
+                exclude = list(exclude)[start:stop] if exclude is not None else None
+
+                def gather(t):
+                    return torch.cat(gather_object([t]))
+
+            loader = torch.utils.data.DataLoader(shard, batch_size=bsz, collate_fn=self.data_collator)
             model = self.accelerator.unwrap_model(self.model)
             metrics = evaluate_recommender(
                 model, loader, self.item_index, ks=ks, beam_size=int(settings.get("beam_size", 32)),
                 constrained=bool(settings.get("constrained", True)),
-                progress=not self.args.disable_tqdm, exclude_items=exclude,
+                progress=not self.args.disable_tqdm, exclude_items=exclude, gather=gather,
             )
             out = {f"{prefix}_{k}": v for k, v in metrics.items()}
             if data is not None:
@@ -213,7 +236,16 @@ def train_recipe(recipe: OneRecPretrainRecipe, data: Any = None,
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
     from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+    from kwaiformers.utils.distributed import check_launch_matches, check_sharding_supported
 
+    train_kwargs = dict(recipe.training)
+    train_kwargs.pop("resume_from_checkpoint", None)
+    train_kwargs.setdefault("remove_unused_columns", False)  # the collator needs every column
+    train_kwargs.setdefault("prediction_loss_only", True)
+    train_kwargs.setdefault("label_names", ["target_sids"])  # so evaluation computes the NTP loss
+    train_kwargs.setdefault("report_to", "none")
+    args = TrainingArguments(**train_kwargs)
+    check_sharding_supported(args)  # before the (long) data pipeline
     threads = recipe.runtime.get("torch_threads")
     if threads:
         import torch
@@ -225,13 +257,6 @@ def train_recipe(recipe: OneRecPretrainRecipe, data: Any = None,
         data = build_data(recipe)
     set_seed(seed)  # the model's initialisation does not depend on the data pipeline's draws
     model = build_model(recipe, data.feature_spec)
-    train_kwargs = dict(recipe.training)
-    train_kwargs.pop("resume_from_checkpoint", None)
-    train_kwargs.setdefault("remove_unused_columns", False)  # the collator needs every column
-    train_kwargs.setdefault("prediction_loss_only", True)
-    train_kwargs.setdefault("label_names", ["target_sids"])  # so evaluation computes the NTP loss
-    train_kwargs.setdefault("report_to", "none")
-    args = TrainingArguments(**train_kwargs)
     callbacks = [AuxFreeBiasUpdateCallback()] if moe_layers(model) else []
     patience = recipe.eval.get("early_stopping_patience")
     if patience is not None:
@@ -242,6 +267,7 @@ def train_recipe(recipe: OneRecPretrainRecipe, data: Any = None,
         eval_dataset=data.splits["validation"], data_collator=data.collator, callbacks=callbacks,
         item_index=data.index, eval_settings=recipe.eval, onerec_data=data,
     )
+    check_launch_matches(trainer.accelerator.num_processes, "the OneRec pretraining Trainer")
     resume = resume_from_checkpoint
     if resume is None:
         resume = recipe.training.get("resume_from_checkpoint")
@@ -259,11 +285,13 @@ def run_recipe(recipe: OneRecPretrainRecipe, resume_from_checkpoint: bool | str 
     out_dir = trainer.args.output_dir
     test_metrics = trainer.evaluate(data.splits["test"], metric_key_prefix="test")
     trainer.save_model(out_dir)
-    data.index.save_pretrained(os.path.join(out_dir, "item_index"))
-    if data.tokenizer is not None:
-        data.tokenizer.save_pretrained(os.path.join(out_dir, "semantic_id_tokenizer"))
-    with open(os.path.join(out_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(test_metrics, fh, indent=2)
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        data.index.save_pretrained(os.path.join(out_dir, "item_index"))
+        if data.tokenizer is not None:
+            data.tokenizer.save_pretrained(os.path.join(out_dir, "semantic_id_tokenizer"))
+        with open(os.path.join(out_dir, "test_metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(test_metrics, fh, indent=2)
+    trainer.accelerator.wait_for_everyone()
     return test_metrics
 
 
@@ -285,8 +313,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, A
     """``SECTION.KEY=VALUE`` overrides (``VALUE`` parsed as YAML) applied to a raw recipe mapping."""
     import yaml
 
-    # non-mapping sections pass through unchanged: load_recipe reports them by name
-    out = {k: dict(v or {}) if v is None or isinstance(v, Mapping) else v for k, v in raw.items()}
+    out = _sections(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
@@ -314,5 +341,6 @@ def run(args: argparse.Namespace) -> int:
     if args.report_to:
         recipe.training["report_to"] = args.report_to
     metrics = run_recipe(recipe, resume_from_checkpoint=args.resume)
-    print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
+    if os.environ.get("RANK", "0") == "0":  # once under a launcher
+        print(json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0

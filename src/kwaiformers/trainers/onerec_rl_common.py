@@ -35,6 +35,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import RepeatSampler, identity
 
 from kwaiformers.data.schema import validate_onerec_batch
+from kwaiformers.utils.distributed import call_through_wrapper
 
 __all__ = ["EpochRepeatSampler", "OneRecRLTrainerMixin", "stack_collator"]
 
@@ -162,10 +163,15 @@ class OneRecRLTrainerMixin:
         optimiser step, as in pretraining (OneRec TR §2.3: no auxiliary loss); the expert loads
         are counted in the training-mode forwards of the RL and SFT terms (rollout search runs in
         eval mode and does not count)."""
-        from kwaiformers.models.onerec.modeling_moe import AuxFreeBiasUpdateCallback, moe_layers
+        from kwaiformers.models.onerec.modeling_moe import (
+            AuxFreeBiasUpdateCallback,
+            exclude_moe_counters_from_ddp,
+            moe_layers,
+        )
 
         if not moe_layers(self.model):
             return
+        exclude_moe_counters_from_ddp(self.model)  # counts are summed over processes at the update
         if any(isinstance(cb, AuxFreeBiasUpdateCallback) for cb in self.callback_handler.callbacks):
             return  # the caller passed one (e.g. with its own update speed)
         self.add_callback(AuxFreeBiasUpdateCallback())
@@ -224,8 +230,9 @@ class OneRecRLTrainerMixin:
         play = batch.get("target_play_time")
         if quantile > 0 and play is not None:
             finite = torch.isfinite(play)
-            if finite.any():
-                cut = torch.quantile(play[finite].double(), quantile)
+            everyone = self._gather_rows(play.double())  # the cut of the global batch
+            if torch.isfinite(everyone).any():
+                cut = torch.quantile(everyone[torch.isfinite(everyone)], quantile)
                 keep = finite & (play.double() >= cut)
         return keep
 
@@ -280,10 +287,12 @@ class OneRecRLTrainerMixin:
         return rewards
 
     @staticmethod
-    def group_advantages(rewards: torch.Tensor, scale: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def group_advantages(rewards: torch.Tensor, scale: str, gather=None) -> tuple[torch.Tensor, torch.Tensor]:
         """GRPO advantages of rewards ``[B, G]``: ``r - mean`` over the finite rewards of the group,
         divided by their std (``scale="group"``, the TR's formula), the batch std (``"batch"``) or
-        not (``"none"``). NaN rewards get advantage 0 and ``valid=False`` (dropped from the loss)."""
+        not (``"none"``). NaN rewards get advantage 0 and ``valid=False`` (dropped from the loss).
+        A group's rollouts always live on one process; ``gather`` (rows of every process, e.g.
+        ``self._gather_rows``) makes the ``"batch"`` std the one of the global batch."""
         valid = torch.isfinite(rewards)
         r = torch.where(valid, rewards, torch.zeros_like(rewards))
         n = valid.sum(1, keepdim=True).clamp(min=1)
@@ -293,7 +302,8 @@ class OneRecRLTrainerMixin:
             std = (centred.pow(2).sum(1, keepdim=True) / (n - 1).clamp(min=1)).sqrt()
             adv = centred / (std + 1e-4)
         elif scale == "batch":
-            std = centred[valid].std() if valid.sum() > 1 else torch.tensor(0.0)
+            all_c, all_v = (gather(centred), gather(valid)) if gather is not None else (centred, valid)
+            std = all_c[all_v].std() if all_v.sum() > 1 else torch.tensor(0.0)
             adv = centred / (std + 1e-4)
         elif scale == "none":
             adv = centred
@@ -301,6 +311,62 @@ class OneRecRLTrainerMixin:
             raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale!r}")
         valid = valid & (valid.sum(1, keepdim=True) >= 2)  # a group needs 2 finite rewards
         return torch.where(valid, adv, torch.zeros_like(adv)), valid
+
+    # ------------------------------------------------------------------ several processes
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """``_compute_loss`` evaluated inside the DDP/FSDP wrapper's forward (the losses call
+        ``sid_log_probs``, which would otherwise bypass the gradient all-reduce)."""
+        if return_outputs:
+            raise ValueError(f"The {self._name}Trainer does not support returning outputs")
+        return call_through_wrapper(model, lambda inner: self._compute_loss(inner, inputs))
+
+    def _gather_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows ``[b, ...]`` of every process concatenated in rank order (``b`` equal on all
+        ranks, as accelerate's ``even_batches`` makes it); ``x`` itself in one process."""
+        if self.accelerator.num_processes == 1:
+            return x
+        dtype = x.dtype
+        out = self.accelerator.gather(x.contiguous().to(torch.float64 if dtype == torch.bool else x.dtype))
+        return out.to(dtype)
+
+    def _local_rows(self, x: torch.Tensor, b: int) -> torch.Tensor:
+        start = self.accelerator.process_index * b
+        return x[start:start + b]
+
+    def _global_count(self, mask: torch.Tensor) -> torch.Tensor:
+        n = mask.sum().to(torch.float32).reshape(1)
+        if self.accelerator.num_processes > 1:
+            n = self.accelerator.reduce(n, reduction="sum")
+        return n[0]
+
+    def _global_share(self, local_sum: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """This process' share of a mean over the *global* batch: ``local_sum * W / N_global``.
+
+        DDP averages gradients over the ``W`` processes, so the update equals the one of the
+        global masked mean, as with one process on the whole batch (a per-process mean would
+        weight the rows of a process with few valid rows more). Collective: every process must
+        call it, whatever its local mask."""
+        n = self._global_count(mask)
+        return local_sum * self.accelerator.num_processes / n.clamp(min=1.0)
+
+    def _global_masked_mean(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:func:`masked_mean` over the rows of all processes (see :meth:`_global_share`)."""
+        m = mask.to(x.dtype)
+        return self._global_share((torch.where(mask, x, torch.zeros_like(x)) * m).sum(), mask)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Merge every process' metric values before TRL averages them (TRL gathers its own
+        metrics when it records them; the OneRec trainers record per-process values)."""
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            mode = "train" if self.model.training else "eval"
+            merged: dict[str, list[float]] = defaultdict(list)
+            for part in gather_object([dict(self._metrics[mode])]):
+                for key, values in part.items():
+                    merged[key].extend(values)
+            self._metrics[mode] = merged
+        super().log(logs, start_time)
 
     def _log_metric(self, name: str, value: float | torch.Tensor) -> None:
         mode = "train" if self.model.training else "eval"

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kwaiformers.utils.distributed import check_launch_matches, check_sharding_supported
+
 __all__ = [
     "add_recipe_arguments",
     "addition_chain_of_thought",
@@ -285,14 +287,16 @@ def run_gppo(config: Mapping[str, Any], args: argparse.Namespace | None = None, 
     from .gppo_trainer import GPPOTrainer
 
     config = _apply_overrides(dict(config), args)
+    training = GPPOConfig(**config["training"])
+    check_sharding_supported(training)  # before loading the model
     model, tokenizer = build_model_and_tokenizer(config["model"])
     dataset = build_dataset(config["dataset"])
-    training = GPPOConfig(**config["training"])
     trainer = GPPOTrainer(
         model=model, reward_funcs=build_reward_funcs(config.get("reward")), args=training,
         train_dataset=dataset, processing_class=tokenizer,
         peft_config=_peft_config(config.get("peft")),
     )
+    check_launch_matches(trainer.accelerator.num_processes, "the GPPO trainer")
     if train:
         trainer.train()
         trainer.save_model(training.output_dir)
@@ -306,13 +310,15 @@ def run_sft(config: Mapping[str, Any], args: argparse.Namespace | None = None, *
     from trl import SFTConfig, SFTTrainer
 
     config = _apply_overrides(dict(config), args)
+    training = SFTConfig(**config["training"])
+    check_sharding_supported(training)  # before loading the model
     model, tokenizer = build_model_and_tokenizer(config["model"])
     dataset = build_dataset(config["dataset"])
     if "answer" in dataset.column_names and "completion" in dataset.column_names:
         dataset = dataset.remove_columns("answer")
-    training = SFTConfig(**config["training"])
     trainer = SFTTrainer(model=model, args=training, train_dataset=dataset,
                          processing_class=tokenizer, peft_config=_peft_config(config.get("peft")))
+    check_launch_matches(trainer.accelerator.num_processes, "the SFT trainer")
     if train:
         trainer.train()
         trainer.save_model(training.output_dir)

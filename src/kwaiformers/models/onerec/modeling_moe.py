@@ -150,9 +150,35 @@ def moe_layers(model: nn.Module) -> list[tuple[str, OneRecMoE]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, OneRecMoE)]
 
 
+def _sum_over_processes(tensors: list[torch.Tensor]) -> None:
+    """In-place sum of the per-process expert counts (no-op in one process)."""
+    from kwaiformers.utils.distributed import all_reduce_sum_, world_size
+
+    if tensors and world_size() > 1:
+        flat = all_reduce_sum_(torch.cat([t.reshape(-1) for t in tensors]))
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+
+def exclude_moe_counters_from_ddp(model: nn.Module) -> list[str]:
+    """Keep DDP from broadcasting rank 0's expert counters to the other ranks before every forward
+    (``broadcast_buffers``), which would drop their routing counts; the counts are summed over
+    the processes at the bias update / logging instead. Returns the ignored buffer names."""
+    names = [f"{name}.{buf}" for name, _ in moe_layers(model)
+             for buf in ("tokens_per_expert", "logged_tokens_per_expert")]
+    if names:
+        old = list(getattr(model, "_ddp_params_and_buffers_to_ignore", []))
+        model._ddp_params_and_buffers_to_ignore = sorted(set(old) | set(names))
+    return names
+
+
 def update_aux_free_biases(model: nn.Module, update_speed: float) -> int:
-    """Apply one aux-loss-free bias step to every MoE layer of ``model``; returns the layer count."""
+    """Apply one aux-loss-free bias step to every MoE layer of ``model``; returns the layer count.
+
+    Under data parallelism the expert loads are summed over the processes first, so every rank
+    applies the same step (the one of a single process on the global batch)."""
     layers = moe_layers(model)
+    _sum_over_processes([layer.tokens_per_expert for _, layer in layers])
     for _, layer in layers:
         layer.update_bias(update_speed)
     return len(layers)
@@ -164,9 +190,12 @@ def moe_load_stats(model: nn.Module, reset: bool = True) -> dict[str, float]:
     Returns ``moe/max_load_ratio`` (max expert load / mean load, 1.0 = perfect balance, averaged
     over layers), ``moe/load_cv`` (coefficient of variation of the load) and
     ``moe/bias_abs_mean``. Empty when the model has no MoE layer or no token was routed.
+    Under data parallelism the loads of all processes are summed (call it on every process).
     """
     ratios, cvs, biases = [], [], []
-    for _, layer in moe_layers(model):
+    layers = moe_layers(model)
+    _sum_over_processes([layer.logged_tokens_per_expert for _, layer in layers])  # global load
+    for _, layer in layers:
         load = layer.logged_tokens_per_expert
         if load.sum() > 0:
             mean = load.mean()
@@ -196,6 +225,11 @@ class AuxFreeBiasUpdateCallback(TrainerCallback):
         if update_speed is not None and (not math.isfinite(update_speed) or update_speed < 0):
             raise ValueError(f"update_speed must be a finite number >= 0, got {update_speed}")
         self.update_speed = update_speed
+
+    def on_init_end(self, args, state, control, model=None, **kwargs):
+        if model is not None:
+            exclude_moe_counters_from_ddp(model)
+        return control
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         if model is None:
