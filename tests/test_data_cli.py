@@ -27,5 +27,7 @@ def test_simulate_then_semantic_ids(tmp_path, capsys):
     index = SemanticIdIndex.from_pretrained(out)
     assert tok.codebook_sizes == [4, 4] and index.num_levels == 3 and index.disambiguated
     assert index.num_tuples == index.num_items == 40  # one-to-one after disambiguation
-    with pytest.raises(SystemExit):
-        main(["semantic-ids", "--out", str(out)])  # no dataset given
+    capsys.readouterr()
+    assert main(["semantic-ids", "--out", str(out)]) == 2  # no dataset given: a user error
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--kuairand" in err[0]

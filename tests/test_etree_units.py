@@ -376,7 +376,9 @@ def test_recipe_validates_sizes_before_spawning(capsys, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     cfg = str(Path(__file__).resolve().parent.parent / "trainers" / "configs" / "etree_smoke.yaml")
     for sets, needle in ((["num_devices=400"], "num_devices=400 does not fit the data"),
-                         (["num_devices=8", "batch_size=400"], "use num_devices <= 7")):
+                         (["num_devices=8", "batch_size=400"], "use num_devices <= 7"),
+                         (["arms=[etree]", "resume_from=no/such/dir"],
+                          "resume_from: 'no/such/dir' is not a checkpoint directory")):
         args = [a for s in sets for a in ("--set", s)]
         assert main(["train", "etree", "--config", cfg, *args]) == 2
         err = capsys.readouterr().err

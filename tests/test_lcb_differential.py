@@ -49,6 +49,7 @@ def test_corpus_covers_the_axes():
     assert sum(name.startswith("call/") for name in names) >= 50
 
 
+@pytest.mark.timeout(1200)  # ~40 s on an idle 2-CPU machine; minutes on an overloaded one
 def test_matches_the_official_grader():
     from lcb_corpus import build_corpus, official_category, official_first_failure, ours_category
 
@@ -96,7 +97,7 @@ def test_matches_the_official_grader():
     # isolate_tests (the RL reward default: one sandbox job per test, expected outputs outside)
     # gives the same verdicts on a spread-out subset; objects whose __eq__ lies are its
     # documented deviation (results cross the sandbox boundary as plain JSON)
-    subset = [i for i, (name, _, _) in enumerate(corpus) if i % 9 == 0 and "liar" not in name]
+    subset = [i for i, (name, _, _) in enumerate(corpus) if i % 12 == 0 and "liar" not in name]
     sandbox = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=workers))
     isolated = run_tests_batch([(corpus[i][2], corpus[i][1], None) for i in subset],
                                sandbox=sandbox, timeout=float(TIMEOUT), isolate_tests=True)
@@ -104,7 +105,7 @@ def test_matches_the_official_grader():
     iso_diffs = [corpus[i][0] for i, outcomes in zip(subset, isolated)
                  if ours_category(outcomes, len(corpus[i][1]["inputs"])) != official_category(
                      results[i][0], metadata[i][0])]
-    assert len(subset) >= 30 and not iso_diffs, iso_diffs
+    assert len(subset) >= 25 and not iso_diffs, iso_diffs
     # the corpus reaches every verdict category, with few timeouts
     assert set(categories) == {"passed", "wrong_answer", "runtime_error", "timeout", "killed"}
     assert categories["passed"] >= 50 and categories["wrong_answer"] >= 50

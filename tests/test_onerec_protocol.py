@@ -152,7 +152,7 @@ def test_exclude_items_inside_the_constrained_beam_search(version):
     model = Model(cfg).eval()
     k, bsz = 5, 4
     checked = 0
-    for case in range(12):
+    for case in range(8):
         index = _collision_index(case)
         batch = make_batch(bsz, seed=case, lifelong_len=8 if version == "v1" else 0)
         rng = np.random.default_rng(case)
@@ -183,7 +183,7 @@ def test_exclude_items_inside_the_constrained_beam_search(version):
                 if exact:
                     assert live == ref[:k]
                 checked += 1
-    assert checked == 12 * 2 * bsz
+    assert checked == 8 * 2 * bsz
     # the padded-tensor form and validation
     index = _collision_index(0)
     batch = make_batch(2, seed=0, lifelong_len=8 if version == "v1" else 0)

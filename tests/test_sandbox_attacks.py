@@ -9,6 +9,7 @@ import random
 import shutil
 import socket
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -398,7 +399,7 @@ _CHEAT = textwrap.dedent("""
     while time.time() < deadline:
         found = []
         for pattern in ('/tmp/kwf-sandbox-*/solution.py', '/tmp/*/solution.py',
-                        '/tmp/**/solution.py', '/proc/*/cwd/solution.py',
+                        '/tmp/*/*/solution.py', '/proc/*/cwd/solution.py',
                         '/proc/*/root/tmp/solution.py', '/var/tmp/**/*.py', '/dev/shm/**/*.py',
                         '/run/**/*.py'):
             found += glob.glob(pattern, recursive=True)
@@ -416,7 +417,6 @@ _CHEAT = textwrap.dedent("""
 
 def test_sibling_copy_cheat_scores_as_failure(tmp_path):
     """A GRPO group is graded at once: a program must not find and run a sibling's solution."""
-    from kwaiformers.evaluation.livecodebench import run_tests_batch
     from kwaiformers.rewards.code_reward import KlearCodeReward
 
     _require_bwrap()
@@ -426,13 +426,28 @@ def test_sibling_copy_cheat_scores_as_failure(tmp_path):
         return f"<think>x</think>\n```python\n{code}\n```"
 
     group = [fence(_SLOW_CORRECT), fence(_CHEAT), fence(_SLOW_CORRECT), fence(_CHEAT)]
-    # positive control: without isolation ('process' mode, job dirs under tmp_dir) it works
-    with pytest.warns(RuntimeWarning, match="NO network"):
-        weak = Sandbox(SandboxConfig(allow_code_execution=True, isolation="process",
-                                     num_workers=4, tmp_dir=str(tmp_path)))
-    reward = KlearCodeReward(sandbox=weak, isolate_tests=True, timeout=4.0)
-    control = reward(completions=group, tests=[tests] * 4)
-    assert control[0] == control[2] == 1.0 and 1.0 in (control[1], control[3]), control
+    # a sibling's job directory as the weak mode lays it out on the host (planted, so that the
+    # positive control does not depend on timing), under /tmp where the sandboxed jobs look too
+    host_dir = tempfile.mkdtemp(prefix="kwf-ctl-", dir="/tmp")
+    try:
+        planted = os.path.join(host_dir, "kwf-sandbox-planted")
+        os.mkdir(planted)
+        with open(os.path.join(planted, "solution.py"), "w") as f:
+            f.write(_SLOW_CORRECT.replace("time.sleep(2.0)", "pass"))
+        # positive control: without isolation ('process' mode) the cheat wins
+        with pytest.warns(RuntimeWarning, match="NO network"):
+            weak = Sandbox(SandboxConfig(allow_code_execution=True, isolation="process",
+                                         num_workers=4, tmp_dir=host_dir))
+        reward = KlearCodeReward(sandbox=weak, isolate_tests=True, timeout=4.0)
+        assert reward(completions=group, tests=[tests] * 4) == [1.0, 1.0, 1.0, 1.0]
+        _check_isolated_group(group, tests)
+    finally:
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+def _check_isolated_group(group, tests):
+    from kwaiformers.evaluation.livecodebench import run_tests_batch
+    from kwaiformers.rewards.code_reward import KlearCodeReward
 
     sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=4))
     for isolate in (True, False):

@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "GroupedAverager": "averagers",
     "IndividualTraining": "averagers",
     "DeviceFailure": "averagers",
+    "check_not_sharded": "averagers",
     "flatten_model": "averagers",
     "load_flat": "averagers",
     "ETreeCallback": "callbacks",

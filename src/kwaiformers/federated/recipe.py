@@ -152,8 +152,12 @@ def validate_sizes(cfg: ETreeRecipeConfig, world_size: int | None = None) -> Non
 
     Builds each seed's training split and partition (cheap and deterministic: the ranks compute
     the same) and raises a ``ValueError`` naming the config keys when a device would get fewer
-    than :func:`min_device_size` samples, or when ``world_size`` ranks exceed ``num_devices``.
+    than :func:`min_device_size` samples, when ``world_size`` ranks exceed ``num_devices`` or
+    when ``resume_from`` is not a directory.
     """
+    if cfg.resume_from and not os.path.isdir(cfg.resume_from):
+        raise ValueError(f"resume_from: {cfg.resume_from!r} is not a checkpoint directory "
+                         "(expected <output_dir>/checkpoints/<arm>_seed<s>_round<t>)")
     if world_size is not None and world_size > cfg.num_devices:
         raise ValueError(
             f"num_devices ({cfg.num_devices}) must be >= the number of processes ({world_size}): "

@@ -46,6 +46,24 @@ class OneRecPretrainRecipe:
     runtime: dict[str, Any] = field(default_factory=dict)
 
 
+_SECTIONS = ("model", "data", "tokenizer", "training", "eval", "runtime")
+
+
+def _sections(raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate the top level of a raw recipe: known section names, each a mapping (or empty)."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("the recipe must be a mapping with model/data/tokenizer/training/eval sections")
+    unknown = set(raw) - set(_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown recipe section(s) {sorted(map(str, unknown))}; expected some of "
+                         f"{', '.join(_SECTIONS)}")
+    for name, value in raw.items():
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"recipe section {name!r} must be a mapping of keys to values, "
+                             f"got {type(value).__name__}")
+    return {k: dict(v or {}) for k, v in raw.items()}
+
+
 def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRecPretrainRecipe:
     """Read and validate a recipe from a YAML file or a mapping."""
     if isinstance(path_or_mapping, Mapping):
@@ -55,13 +73,7 @@ def load_recipe(path_or_mapping: str | os.PathLike | Mapping[str, Any]) -> OneRe
 
         with open(path_or_mapping, encoding="utf-8") as fh:
             raw = yaml.safe_load(fh) or {}
-    if not isinstance(raw, Mapping):
-        raise ValueError("the recipe must be a mapping with model/data/tokenizer/training/eval sections")
-    unknown = set(raw) - {"model", "data", "tokenizer", "training", "eval", "runtime"}
-    if unknown:
-        raise ValueError(f"unknown recipe section(s) {sorted(unknown)}; expected model, data, "
-                         "tokenizer, training, eval, runtime")
-    recipe = OneRecPretrainRecipe(**{k: dict(v or {}) for k, v in raw.items()})
+    recipe = OneRecPretrainRecipe(**_sections(raw))
     recipe.model.setdefault("type", "onerec_v2")
     if recipe.model["type"] not in _MODEL_TYPES:
         raise ValueError(f"model.type must be one of {_MODEL_TYPES}, got {recipe.model['type']!r}")
@@ -301,7 +313,7 @@ def apply_overrides(raw: Mapping[str, Any], overrides: list[str]) -> dict[str, A
     """``SECTION.KEY=VALUE`` overrides (``VALUE`` parsed as YAML) applied to a raw recipe mapping."""
     import yaml
 
-    out = {k: dict(v or {}) for k, v in raw.items()}
+    out = _sections(raw)
     for item in overrides:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
