@@ -19,7 +19,6 @@ benchmark only (``pip install --no-deps --target <tmp>``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -37,6 +36,7 @@ from lcb_corpus import (  # noqa: E402
     build_corpus,
     official_category,
     official_first_failure,
+    official_grader_stdio,
     ours_category,
 )
 
@@ -68,18 +68,6 @@ def load_reference():
     except Exception as exc:  # noqa: BLE001
         return None, f"import failed: {exc!r}"
     return evaluate_generations, "(side install)"
-
-
-@contextlib.contextmanager
-def quiet_stdio():
-    """The official grader prints per-sample tracebacks and needs real file descriptors."""
-    saved = sys.stdout, sys.stderr
-    with open(os.devnull, "w") as sink:
-        sys.stdout = sys.stderr = sink
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
 
 
 def main() -> int:
@@ -119,7 +107,7 @@ def main() -> int:
 
     def run_reference(subset):
         start = time.perf_counter()
-        with quiet_stdio():
+        with official_grader_stdio():
             results, meta = evaluate_generations(
                 [{"input_output": json.dumps(corpus[i][1])} for i in subset],
                 [[corpus[i][2]] for i in subset], num_process_evaluate=workers, timeout=timeout)

@@ -22,7 +22,10 @@ LiveCodeBench ``{"inputs", "outputs", "fn_name"}`` mapping.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 
 # -- problems ---------------------------------------------------------------------------------------
 
@@ -355,3 +358,16 @@ def official_first_failure(results: list) -> int | None:
 
 def dumps(problem: dict) -> str:
     return json.dumps(problem)
+
+
+@contextlib.contextmanager
+def official_grader_stdio():
+    """Silence the official grader's per-sample tracebacks while keeping real file descriptors
+    (it calls ``faulthandler.enable()``, which needs them)."""
+    saved = sys.stdout, sys.stderr
+    with open(os.devnull, "w") as sink:
+        sys.stdout = sys.stderr = sink
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved

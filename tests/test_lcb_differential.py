@@ -6,7 +6,6 @@ test indices. The only allowed differences are the documented deviations
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -24,18 +23,6 @@ RETRY_TIMEOUT = 6  # a difference is re-graded once by both graders, one worker,
 # prelude (a flake, not a semantic difference); a real difference is deterministic and stays
 
 
-@contextlib.contextmanager
-def _real_stdio():
-    """The official grader calls ``faulthandler.enable()``, which needs real file descriptors."""
-    saved = sys.stdout, sys.stderr
-    with open(os.devnull, "w") as sink:
-        sys.stdout = sys.stderr = sink
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = saved
-
-
 def test_corpus_covers_the_axes():
     from lcb_corpus import TIMEOUT_NAMES, build_corpus
 
@@ -51,7 +38,13 @@ def test_corpus_covers_the_axes():
 
 @pytest.mark.timeout(1200)  # ~40 s on an idle 2-CPU machine; minutes on an overloaded one
 def test_matches_the_official_grader():
-    from lcb_corpus import build_corpus, official_category, official_first_failure, ours_category
+    from lcb_corpus import (
+        build_corpus,
+        official_category,
+        official_first_failure,
+        official_grader_stdio,
+        ours_category,
+    )
 
     from kwaiformers.evaluation.livecodebench import run_tests_batch
     from kwaiformers.sandbox import Sandbox, SandboxConfig
@@ -67,7 +60,7 @@ def test_matches_the_official_grader():
     def grade(indices, timeout, n_workers):
         ours = run_tests_batch([(corpus[i][2], corpus[i][1], None) for i in indices],
                                sandbox=sandbox, timeout=float(timeout))
-        with _real_stdio():
+        with official_grader_stdio():
             results, metadata = evaluate_generations(
                 [{"input_output": json.dumps(corpus[i][1])} for i in indices],
                 [[corpus[i][2]] for i in indices], num_process_evaluate=n_workers,
