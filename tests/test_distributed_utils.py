@@ -36,16 +36,7 @@ _DDP_SCRIPT = """
 import torch, torch.distributed as dist
 from kwaiformers.utils.distributed import call_through_wrapper
 
-class _Model(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = torch.nn.Linear(3, 2)
-
-    def forward(self, x):
-        return self.lin(x).sum()
-
-    def score(self, x):  # a method other than forward, as OneRec's sid_log_probs
-        return self.lin(x).pow(2).sum()
+from test_distributed_utils import _Model  # this file, on the child's path
 
 dist.init_process_group("gloo", rank=0, world_size=1)  # env:// (TCP store on 127.0.0.1)
 try:
@@ -78,7 +69,8 @@ def test_call_through_ddp_runs_inside_forward_and_restores_it():
         port = s.getsockname()[1]
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
                WORLD_SIZE="1", LOCAL_RANK="0", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"),
+                                           os.environ.get("PYTHONPATH", "")]))
     try:
         out = subprocess.run([sys.executable, "-c", _DDP_SCRIPT], env=env, capture_output=True,
                              text=True, timeout=180)
