@@ -19,9 +19,12 @@ neighbours), ``sasrec`` (RecBole 1.2.1 ``SASRec``, CE loss, its default architec
 ``pip install recbole`` -- only for this benchmark; torch >= 2.6 needs
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for its checkpoints, set here), ``onerec_v2`` / ``onerec_v1``
 (``trainers/configs/onerec_v2_ml100k.yaml`` through the library recipe ``train_recipe``) and
-``onerec_v2_id`` (the same V2 with ``item_id_buckets`` = one ID embedding per movie in the history
-pathways). Neural
-models are early-stopped on validation NDCG@10 (masked) with the same epoch cap, for each seed.
+``onerec_v2_id`` / ``onerec_v1_id`` (the same model with ``item_id_buckets`` = one ID embedding per
+movie in the history pathways). Every neural model is early-stopped on its validation NDCG@10, each
+family with its own epoch cap: SASRec by RecBole's own trainer (``--sasrec-epochs``, default 200,
+``stopping_step`` 10 = RecBole's default; validation NDCG@10 unmasked, RecBole's full sort), OneRec
+by the recipe (``--onerec-epochs``, default the config's ``num_train_epochs``; validation NDCG@10
+with the protocol's mask, ``eval.early_stopping_patience``).
 Per-(model, seed) results are appended to ``OUT/results.jsonl`` as they finish, and a rerun skips
 finished ones (so an interrupted run resumes). Ends with one JSON line of headline figures.
 """
@@ -152,9 +155,7 @@ def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str,
     raw["training"].update(seed=seed, output_dir=os.path.join(out_dir, f"{version}_seed{seed}"))
     if epochs is not None:
         raw["training"]["num_train_epochs"] = epochs
-    if version == "onerec_v2_id":  # + a per-item ID embedding in the history pathways
-        raw["model"]["item_id_buckets"] = int(data.index.item_ids.max()) + 1
-    if version == "onerec_v1":  # same width; encoder-decoder with the V1 pathways
+    if version.startswith("onerec_v1"):  # same width; encoder-decoder with the V1 pathways
         m = raw["model"]
         raw["model"] = {"type": "onerec", "hidden_size": m["hidden_size"],
                         "num_encoder_layers": 1, "num_decoder_layers": 1,
@@ -162,6 +163,8 @@ def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str,
                         "intermediate_size": m["intermediate_size"], "lifelong_seq_len": 0,
                         "sid_embed_dim": m["embed_dim"], "feature_embed_dim": m["embed_dim"],
                         "user_feature_embed_dim": m["embed_dim"]}
+    if version.endswith("_id"):  # + a per-item ID embedding in the history pathways
+        raw["model"]["item_id_buckets"] = int(data.index.item_ids.max()) + 1
     if quick:
         raw["training"].update(logging_steps=5, warmup_steps=2)
     t0 = time.perf_counter()
@@ -169,8 +172,10 @@ def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str,
     train_s = time.perf_counter() - t0
     model = trainer.model.eval()
     res = eval_onerec(model, data, int(raw["eval"].get("beam_size", 32)))
+    curve = [float(h["eval_ndcg@10"]) for h in trainer.state.log_history if "eval_ndcg@10" in h]
     res.update(train_s=train_s, epochs_run=float(trainer.state.epoch or 0),
-               best_valid=trainer.state.best_metric,
+               best_valid=trainer.state.best_metric, valid_curve=curve,
+               best_epoch=int(np.argmax(curve)) + 1 if curve else 0,
                params=sum(p.numel() for p in model.parameters()))
     return res
 
@@ -180,7 +185,7 @@ SASREC_CONFIG: dict[str, Any] = {  # RecBole 1.2.1 SASRec defaults, CE loss; ful
     "n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256, "hidden_dropout_prob": 0.5,
     "attn_dropout_prob": 0.5, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
     "initializer_range": 0.02, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50,
-    "learning_rate": 0.001, "train_batch_size": 256, "eval_batch_size": 4096, "stopping_step": 2,
+    "learning_rate": 0.001, "train_batch_size": 256, "eval_batch_size": 4096, "stopping_step": 10,
     "train_neg_sample_args": None, "metrics": ["Recall", "NDCG"], "topk": [10],
     "valid_metric": "NDCG@10",
     "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
@@ -299,14 +304,36 @@ def eval_sasrec(model, dataset, test, data) -> dict[str, Any]:
     return out
 
 
-def run_sasrec(data, seed: int, out_dir: str, epochs: int) -> dict[str, Any]:
+class _TimeBudgetSpent(Exception):
+    """Raised by the epoch callback when the next SASRec epoch would overrun ``budget_s``."""
+
+
+def run_sasrec(data, seed: int, out_dir: str, epochs: int, budget_s: float | None = None) -> dict[str, Any]:
+    """Train RecBole's SASRec with RecBole's early stopping (``stopping_step`` on validation
+    NDCG@10) up to ``epochs``; with ``budget_s``, training also stops before an epoch that would end
+    past the budget (``stopped_by: time_budget`` in the row). The best-validation checkpoint is
+    evaluated on test either way."""
     config, dataset, (train, valid, test), model, trainer = _sasrec_setup(data, seed, out_dir, epochs)
+    curve: list[float] = []
     t0 = time.perf_counter()
-    best_valid, _ = trainer.fit(train, valid, saved=True, show_progress=False)
+
+    def on_epoch(epoch_idx: int, valid_score: float) -> None:
+        curve.append(float(valid_score))
+        spent = time.perf_counter() - t0
+        if budget_s is not None and spent * (len(curve) + 1) / len(curve) > budget_s:
+            raise _TimeBudgetSpent
+
+    stopped_by = "epoch_cap"
+    try:
+        trainer.fit(train, valid, saved=True, show_progress=False, callback_fn=on_epoch)
+        if len(curve) < epochs:
+            stopped_by = "early_stopping"
+    except _TimeBudgetSpent:
+        stopped_by = "time_budget"
     train_s = time.perf_counter() - t0
     out = reeval_sasrec(data, seed, out_dir, epochs, trainer.saved_model_file, setup=(dataset, test, model))
-    out.update(train_s=train_s, best_valid=float(best_valid),
-               epochs_run=float(getattr(trainer, "cur_epoch", epochs)),
+    out.update(train_s=train_s, best_valid=float(trainer.best_valid_score), epochs_run=float(len(curve)),
+               best_epoch=int(np.argmax(curve)) + 1 if curve else 0, valid_curve=curve, stopped_by=stopped_by,
                params=sum(p.numel() for p in model.parameters()))
     return out
 
@@ -350,10 +377,12 @@ def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "recall@10": float(np.mean([r["recall@10"] for r in rows]))}
 
 
+MODELS = ("popularity", "item_knn", "sasrec", "onerec_v1", "onerec_v1_id", "onerec_v2", "onerec_v2_id")
+
+
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
-    models = [m for m in ("popularity", "item_knn", "sasrec", "onerec_v1", "onerec_v2", "onerec_v2_id")
-              if any(r["model"] == m for r in results)]
-    print(f"\n{'model':<12}{'mask':<10}{'seeds':>6}{'NDCG@10':>10}{'+-sd':>8}{'Recall@10':>11}"
+    models = [m for m in MODELS if any(r["model"] == m for r in results)]
+    print(f"\n{'model':<14}{'mask':<10}{'seeds':>6}{'NDCG@10':>10}{'+-sd':>8}{'Recall@10':>11}"
           f"{'train s':>10}{'epochs':>8}{'users/s':>10}")
     agg: dict[tuple[str, str], dict[str, Any]] = {}
     for m in models:
@@ -364,14 +393,15 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             train_s = np.mean([r.get("train_s", 0.0) for r in rows])
             ups = np.mean([r[mask].get("users_per_s", float("nan")) for r in rows])
             ep = np.mean([r.get("epochs_run", float("nan")) for r in rows])
-            print(f"{m:<12}{mask:<10}{len(rows):>6}{a['ndcg@10']:>10.4f}{a['ndcg_sd']:>8.4f}"
+            print(f"{m:<14}{mask:<10}{len(rows):>6}{a['ndcg@10']:>10.4f}{a['ndcg_sd']:>8.4f}"
                   f"{a['recall@10']:>11.4f}{train_s:>10.0f}{ep:>8.1f}{ups:>10.1f}")
     headline: dict[str, Any] = {f"{m}_{mask}_ndcg@10": round(v["ndcg@10"], 4)
                                 for (m, mask), v in agg.items()}
     print("\npaired bootstrap of NDCG@10 (seed-averaged per user), 95% interval:")
     for a, b in (("onerec_v2", "sasrec"), ("onerec_v2", "popularity"), ("onerec_v2", "item_knn"),
                  ("onerec_v2_id", "onerec_v2"), ("onerec_v2_id", "sasrec"),
-                 ("onerec_v1", "sasrec"), ("sasrec", "popularity")):
+                 ("onerec_v1", "sasrec"), ("onerec_v1_id", "onerec_v1"), ("onerec_v2", "onerec_v1"),
+                 ("sasrec", "popularity")):
         for mask in ("masked", "unmasked"):
             if (a, mask) in agg and (b, mask) in agg:
                 p = paired(agg[(a, mask)], agg[(b, mask)])
@@ -387,11 +417,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="MovieLens folder (default: recbole's copy)")
     parser.add_argument("--config", default=os.path.join(ROOT, "trainers", "configs", "onerec_v2_ml100k.yaml"))
     parser.add_argument("--models", default="popularity,item_knn,sasrec,onerec_v2",
-                        help="comma list of popularity,item_knn,sasrec,onerec_v2,onerec_v2_id "
-                             "(+ per-item ID embedding),onerec_v1")
+                        help="comma list of " + ",".join(MODELS) + " (*_id: + per-item ID embedding)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (quick: 0)")
-    parser.add_argument("--epochs", type=int, default=None, help="epoch cap for every neural model "
-                        "(default: the config's num_train_epochs)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="one epoch cap for every neural model (overrides the two below)")
+    parser.add_argument("--sasrec-epochs", type=int, default=200,
+                        help="SASRec's epoch cap (RecBole early stopping, stopping_step 10; default 200)")
+    parser.add_argument("--sasrec-budget-s", type=float, default=None,
+                        help="stop a SASRec seed before an epoch that would end past this many seconds "
+                             "(recorded as stopped_by: time_budget; default: no budget)")
+    parser.add_argument("--onerec-epochs", type=int, default=None,
+                        help="OneRec's epoch cap (recipe early stopping; default the config's num_train_epochs)")
     parser.add_argument("--max-users", type=int, default=None, help="only the first N users")
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "onerec_movielens"))
     parser.add_argument("--reeval-sasrec", action="store_true",
@@ -408,21 +444,30 @@ def main(argv: list[str] | None = None) -> int:
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     max_users = args.max_users or (60 if args.quick else None)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models
-           if m not in ("popularity", "item_knn", "sasrec", "onerec_v2", "onerec_v2_id", "onerec_v1")]
+    bad = [m for m in models if m not in MODELS]
     if bad:
         parser.error(f"unknown model(s) {bad}")
     raw = load_recipe_raw(args.config)
-    epochs = 1 if args.quick and args.epochs is None else args.epochs
-    if epochs is None:
-        epochs = int(raw["training"].get("num_train_epochs", 8))
+    config_tag = os.path.basename(args.config)
+    onerec_cap = args.onerec_epochs or int(raw["training"].get("num_train_epochs", 8))
+    sasrec_cap = args.sasrec_epochs
+    if args.epochs is not None or args.quick:
+        onerec_cap = sasrec_cap = args.epochs or 1
+
+    def cap(model: str) -> int | None:
+        return None if model in ("popularity", "item_knn") else sasrec_cap if model == "sasrec" else onerec_cap
+
+    def wanted(r: dict[str, Any]) -> bool:  # a finished row of this run's models, seeds, caps, config
+        return (r["model"] in models and r["seed"] in seeds and r.get("epochs_cap") == cap(r["model"])
+                and (not r["model"].startswith("onerec") or r.get("config", config_tag) == config_tag))
+
     path = os.path.join(out, "results.jsonl")
     if args.report_only:
         with open(path) as fh:
-            results = [r for r in map(json.loads, filter(str.strip, fh))
-                       if r["model"] in models and r["seed"] in seeds and r.get("epochs_cap") == epochs]
+            results = [r for r in map(json.loads, filter(str.strip, fh)) if wanted(r)]
         headline = report(results)
-        headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds), epochs_cap=epochs)
+        headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds),
+                        sasrec_epochs_cap=sasrec_cap, onerec_epochs_cap=onerec_cap, config=config_tag)
         print(json.dumps(headline))
         return 0
     data_dir = args.data_dir or recbole_ml100k_dir(out)
@@ -439,15 +484,15 @@ def main(argv: list[str] | None = None) -> int:
         fixed = {}
         for r in rows:
             ckpts = sorted(glob.glob(os.path.join(out, f"sasrec_seed{r['seed']}", "*.pth")))
-            if r["model"] == "sasrec" and r.get("epochs_cap") == epochs and ckpts:
-                fixed[r["seed"]] = reeval_sasrec(data, r["seed"], out, epochs, ckpts[-1])
+            if r["model"] == "sasrec" and r.get("epochs_cap") == sasrec_cap and ckpts:
+                fixed[r["seed"]] = reeval_sasrec(data, r["seed"], out, sasrec_cap, ckpts[-1])
                 print(f"sasrec seed {r['seed']} re-evaluated: NDCG@10 masked "
                       f"{fixed[r['seed']]['masked']['ndcg@10']:.4f} unmasked "
                       f"{fixed[r['seed']]['unmasked']['ndcg@10']:.4f}")
         with open(path) as fh:  # re-read: other runs may have appended meanwhile
             rows = [json.loads(line) for line in fh if line.strip()]
         for r in rows:
-            if r["model"] == "sasrec" and r.get("epochs_cap") == epochs and r["seed"] in fixed:
+            if r["model"] == "sasrec" and r.get("epochs_cap") == sasrec_cap and r["seed"] in fixed:
                 r.update(fixed[r["seed"]])
         with open(path, "w") as fh:
             fh.writelines(json.dumps(r) + "\n" for r in rows)
@@ -456,32 +501,34 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(path):
         with open(path) as fh:
             done = [json.loads(line) for line in fh if line.strip()]
-    results = [r for r in done if r["model"] in models and r["seed"] in seeds
-               and r.get("epochs_cap") == epochs]
+    results = [r for r in done if wanted(r)]
     have = {(r["model"], r["seed"]) for r in results}
     runs = [(m, 0) for m in models if m in ("popularity", "item_knn")]
     runs += [(m, s) for s in seeds for m in models if m not in ("popularity", "item_knn")]
     for model, seed in runs:  # seed-major, so that a partial run still pairs the models
-        if not args.report_only:
-            if (model, seed) in have:
-                continue
-            t1 = time.perf_counter()
-            if model in ("popularity", "item_knn"):
-                res = eval_baselines(data, model)
-            elif model == "sasrec":
-                res = run_sasrec(data, seed, out, epochs)
-            else:
-                res = run_onerec(raw, data, model, seed, out, epochs, args.quick)
-            res.update(model=model, seed=seed, epochs_cap=epochs)
-            results.append(res)
-            with open(path, "a") as fh:
-                fh.write(json.dumps(res) + "\n")
-            print(f"{model} seed {seed}: NDCG@10 masked {res['masked']['ndcg@10']:.4f} unmasked "
-                  f"{res['unmasked']['ndcg@10']:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True)
+        if (model, seed) in have:
+            continue
+        t1 = time.perf_counter()
+        if model in ("popularity", "item_knn"):
+            res = eval_baselines(data, model)
+        elif model == "sasrec":
+            res = run_sasrec(data, seed, out, sasrec_cap, args.sasrec_budget_s)
+            res["sasrec_config"] = SASREC_CONFIG
+        else:
+            res = run_onerec(raw, data, model, seed, out, onerec_cap, args.quick)
+            res["config"] = config_tag
+        res.update(model=model, seed=seed, epochs_cap=cap(model))
+        results.append(res)
+        with open(path, "a") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(f"{model} seed {seed}: NDCG@10 masked {res['masked']['ndcg@10']:.4f} unmasked "
+              f"{res['unmasked']['ndcg@10']:.4f} ({time.perf_counter() - t1:.0f} s, "
+              f"{res.get('epochs_run', 0):.0f} epochs)", flush=True)
     headline = report(results)
     if "sasrec" in models:
         print(f"SASRec config (RecBole 1.2.1): {json.dumps(SASREC_CONFIG)}")
-    headline.update(users=len(data.splits["test"]), seeds=len(seeds), epochs_cap=epochs)
+    headline.update(users=len(data.splits["test"]), seeds=len(seeds), sasrec_epochs_cap=sasrec_cap,
+                    onerec_epochs_cap=onerec_cap, config=config_tag)
     print(json.dumps(headline))
     return 0
 

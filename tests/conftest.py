@@ -94,3 +94,32 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _environment_lines() -> list[str]:
+    """Facts about the machine that decide how the sandbox and distributed tests run (for CI logs)."""
+    import platform
+    import shutil
+
+    lines = [f"kernel {platform.release()} ({platform.machine()}), uid {os.getuid()}, "
+             f"cpus {os.cpu_count()}, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}"]
+    try:
+        with open("/proc/self/cgroup") as f:
+            cg = " | ".join(line.strip() for line in f)[:160]
+    except OSError as exc:  # pragma: no cover - not Linux
+        cg = f"unreadable ({exc})"
+    lines.append(f"cgroup {cg}; cgroup2 mount: {os.path.exists('/sys/fs/cgroup/cgroup.controllers')}")
+    bwrap = shutil.which("bwrap")
+    lines.append(f"bwrap {bwrap or 'missing'}")
+    return lines
+
+
+def pytest_report_header(config):
+    return _environment_lines()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # repeated at the end, because CI shows only the tail of the log
+    terminalreporter.write_sep("-", "environment")
+    for line in _environment_lines():
+        terminalreporter.write_line(line)

@@ -24,7 +24,8 @@ def test_import_is_cheap_and_lazy():
         "print(json.dumps([m for m in ('torch', 'transformers', 'trl') if m in sys.modules]))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True,
+        timeout=300,
     )
     assert json.loads(out.stdout) == []
 
@@ -53,7 +54,8 @@ def test_cli_help_and_env(capsys):
 
 def test_console_script_runs():
     out = subprocess.run(
-        [sys.executable, "-m", "kwaiformers.cli", "env"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "kwaiformers.cli", "env"], capture_output=True, text=True, check=True,
+        timeout=300,
     )
     assert "transformers" in out.stdout and "torch threads" in out.stdout
 
@@ -92,7 +94,8 @@ def test_deferred_auto_registration_and_native_precedence(tmp_path):
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True,
+        timeout=300,
     )
     assert out.stdout.split() == ["DummyModel", "BertConfig"]
     assert "keeping transformers' class" in out.stderr
@@ -222,7 +225,7 @@ def test_registration_survives_import_order(prelude):
         print(" ".join(names))
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == [
         "OneRecV2ForGenerativeRecommendation",

@@ -254,3 +254,58 @@ def test_v2_item_id_embedding_option():
     assert (out.item_ids >= 0).all()
     with pytest.raises(ValueError, match="short_item_ids"):
         model(**{k: v for k, v in batch.items() if k != "short_item_ids"})
+
+
+@pytest.mark.parametrize("model_type", ["onerec", "onerec_v2"])
+def test_item_id_embedding_v1_v2_shapes_save_load_and_off(model_type, tmp_path):
+    """One ``ItemIdEmbedding`` (modeling_common) serves both generations: the history pathways
+    concatenate it when ``item_id_buckets`` > 0 (hashed modulo the buckets), it survives
+    save/load, and with 0 the model has no such table and ignores the ids."""
+    from transformers import AutoModel
+
+    import kwaiformers  # noqa: F401  (registers the auto classes)
+    from kwaiformers.data.pipeline import build_onerec_model
+    from kwaiformers.models.onerec.modeling_common import ItemIdEmbedding
+
+    data = build_onerec_data(
+        {"split": "leave_one_out", "tie_order": "file", "short_len": 4, "long_len": 3},
+        {"num_levels": 2, "codebook_size": [4, 4], "embedding_dim": 4, "disambiguate": True},
+        bundle={"interactions": _random_log()},
+    )
+    size = ({"hidden_size": 16, "num_encoder_layers": 1, "num_decoder_layers": 1, "num_attention_heads": 2,
+             "lifelong_seq_len": 0, "sid_embed_dim": 4, "feature_embed_dim": 4, "user_feature_embed_dim": 4}
+            if model_type == "onerec" else
+            {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "embed_dim": 4})
+    batch = data.collator([data.splits["test"][i] for i in range(6)])
+    moved = dict(batch, short_item_ids=torch.where(batch["short_mask"], (batch["short_item_ids"] + 1) % 40,
+                                                   batch["short_item_ids"]))
+    torch.manual_seed(0)
+    model = build_onerec_model(data.spec, {"type": model_type, **size, "item_id_buckets": 16}).eval()
+    table = [m for m in model.modules() if isinstance(m, ItemIdEmbedding)]
+    assert len(table) == 1 and tuple(table[0].weight.shape) == (17, 4)  # 16 buckets + padding row
+    assert torch.count_nonzero(table[0].weight[16]) == 0
+    hashed = table[0].for_pathway(batch, "short", batch["short_sids"].shape[:2])
+    assert hashed.shape == (*batch["short_sids"].shape[:2], 4)
+    ids = batch["short_item_ids"]
+    assert torch.equal(hashed[ids >= 0], table[0].weight[ids[ids >= 0] % 16])
+    with torch.no_grad():
+        table[0].weight.mul_(50)  # make the (std 0.02) ID rows visible in the loss
+        loss = model(**batch).loss
+        assert torch.isfinite(loss) and not torch.allclose(model(**moved).loss, loss)
+    model.save_pretrained(tmp_path)
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert again.config.item_id_buckets == 16
+    with torch.no_grad():
+        assert torch.equal(again(**batch).loss, loss)
+    with pytest.raises(ValueError, match="long_item_ids"):
+        model(**{k: v for k, v in batch.items() if k != "long_item_ids"})
+    out = model.recommend(batch, num_items=3, beam_size=4, item_index=data.index,
+                          exclude_items=data.seen_items("test")[:6])
+    assert (out.item_ids >= 0).all()
+    off = build_onerec_model(data.spec, {"type": model_type, **size}).eval()
+    assert not any(isinstance(m, ItemIdEmbedding) for m in off.modules())
+    assert not any("item_embeddings" in k for k in off.state_dict())
+    with torch.no_grad():
+        assert torch.equal(off(**batch).loss, off(**moved).loss)
+    with pytest.raises(ValueError, match="item_id_buckets"):
+        type(model.config)(item_id_buckets=-1)

@@ -31,6 +31,9 @@ def check_common_config(config: PretrainedConfig) -> list[int]:
         raise ValueError(f"router must be 'softmax' or 'sigmoid', got {config.router!r}")
     if config.sid_combine not in ("sum", "concat"):
         raise ValueError(f"sid_combine must be 'sum' or 'concat', got {config.sid_combine!r}")
+    buckets = getattr(config, "item_id_buckets", 0)
+    if isinstance(buckets, bool) or not isinstance(buckets, int) or buckets < 0:
+        raise ValueError(f"item_id_buckets must be an int >= 0, got {buckets!r}")
     return sizes
 
 
@@ -77,6 +80,13 @@ class OneRecConfig(PretrainedConfig):
     uses per-level output heads on a final RMSNorm; the QFormer and encoder blocks are pre-norm
     residual.
 
+    ``item_id_buckets`` (default 0 = off, SID-only input): a per-item ID embedding
+    (``sid_embed_dim``, item id hashed modulo ``item_id_buckets``; per item when the buckets cover
+    the ids; :class:`~kwaiformers.models.onerec.modeling_common.ItemIdEmbedding`, the same module as
+    OneRec-V2's) concatenated with the SID embedding in the short-term and positive-feedback
+    pathways (the TR's ``vid`` feature); needs ``short_item_ids``/``long_item_ids`` in the batch (the
+    collator emits them). The lifelong pathway stays SID-only.
+
     MoE (TR §2.2.2): ``num_experts`` > 0 turns the FFN of the layers named by ``moe_layers``
     (``"decoder"`` or ``"encoder_decoder"``) into :class:`~kwaiformers.models.onerec.modeling_moe.OneRecMoE`
     with ``num_experts_per_tok`` active experts, ``router`` softmax (KDD) or sigmoid (DeepSeek-V3)
@@ -104,6 +114,7 @@ class OneRecConfig(PretrainedConfig):
         user_feature_embed_dim: int = 64,
         sid_embed_dim: int | None = None,
         sid_combine: str = "sum",
+        item_id_buckets: int = 0,
         feature_embed_dim: int = 128,
         hidden_size: int = 1024,
         num_encoder_layers: int = 4,
@@ -141,6 +152,7 @@ class OneRecConfig(PretrainedConfig):
         self.user_feature_embed_dim = user_feature_embed_dim
         self.sid_embed_dim = sid_embed_dim or hidden_size
         self.sid_combine = sid_combine
+        self.item_id_buckets = item_id_buckets
         self.feature_embed_dim = feature_embed_dim
         self.hidden_size = hidden_size
         self.num_encoder_layers = num_encoder_layers

@@ -273,6 +273,28 @@ class SidEmbeddings(nn.Module):
         return torch.cat(parts, -1)
 
 
+class ItemIdEmbedding(nn.Embedding):
+    """Optional per-item (or hashed) ID embedding of the history positions, concatenated with the
+    SID embedding in the short and long pathways (``item_id_buckets`` of OneRec-V1 and V2; 0 = off,
+    the papers' SID-only input). Item id ``i`` -> row ``i % buckets`` (one row per item when the
+    buckets cover the ids); ``-1`` (padding) -> a zero padding row. The ids come from
+    ``batch["{name}_item_ids"]`` ``[B, T]``, which the collator emits."""
+
+    def __init__(self, buckets: int, embed_dim: int) -> None:
+        super().__init__(buckets + 1, embed_dim, padding_idx=buckets)
+        self.buckets = buckets
+
+    def for_pathway(self, batch: Mapping[str, torch.Tensor], name: str, shape: Sequence[int]) -> torch.Tensor:
+        """The ``[B, T, embed_dim]`` ID embeddings of pathway ``name`` (``"short"`` / ``"long"``)."""
+        ids = batch.get(f"{name}_item_ids")
+        if ids is None or tuple(ids.shape) != tuple(shape):
+            raise ValueError(f"config.item_id_buckets > 0 needs batch['{name}_item_ids'] [B, T] (item ids, "
+                             f"-1 = padding) matching {name}_sids; got "
+                             f"{None if ids is None else tuple(ids.shape)}")
+        ids = ids.long()
+        return self(torch.where(ids < 0, torch.full_like(ids, self.buckets), ids % self.buckets))
+
+
 class PathwayEmbedder(nn.Module):
     """One history pathway: SID embedding ++ projected continuous features ++ projected labels ->
     ``DenseBlock`` -> ``out_size`` per position (OneRec TR §2.2.1; V2 context "Linear block")."""

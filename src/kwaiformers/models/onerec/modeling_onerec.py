@@ -33,6 +33,7 @@ from transformers.utils import ModelOutput
 from .configuration_onerec import OneRecConfig
 from .modeling_common import (
     GenerativeRecommendationOutput,
+    ItemIdEmbedding,
     OneRecAttention,
     PathwayEmbedder,
     RecommendationOutput,
@@ -55,7 +56,7 @@ from .modeling_moe import OneRecMoE, SwiGLU
 
 _BATCH_KEYS = tuple(
     f"{p}_{f}" for p in ("short", "long", "lifelong") for f in ("sids", "feats", "labels", "mask")
-) + ("user_static",)
+) + ("user_static", "short_item_ids", "long_item_ids")
 
 
 @dataclass
@@ -122,8 +123,11 @@ class OneRecFeatureEncoder(nn.Module):
             hidden_size=d,
             out_size=d,
         )
-        self.short = PathwayEmbedder(**pathway)
-        self.long = PathwayEmbedder(**pathway)
+        buckets = getattr(config, "item_id_buckets", 0)
+        self.item_embeddings = ItemIdEmbedding(buckets, config.sid_embed_dim) if buckets else None
+        with_ids = dict(pathway, sid_dim=pathway["sid_dim"] + (config.sid_embed_dim if buckets else 0))
+        self.short = PathwayEmbedder(**with_ids)
+        self.long = PathwayEmbedder(**with_ids)
         self.use_lifelong = config.num_lifelong_queries > 0 and config.lifelong_seq_len > 0
         if self.use_lifelong:
             self.lifelong = PathwayEmbedder(**pathway)
@@ -148,6 +152,9 @@ class OneRecFeatureEncoder(nn.Module):
                 raise ValueError(f"batch['{name}_sids'] has {sids.shape[1]} positions, the config allows {max_len}")
             if sids.shape[1] > 0:
                 emb = self.sid_embeddings(sids, f"{name}_sids").to(user.dtype)
+                if self.item_embeddings is not None:
+                    ids = self.item_embeddings.for_pathway(batch, name, sids.shape[:2]).to(user.dtype)
+                    emb = torch.cat([emb, ids], -1)
                 parts.append(module(emb, batch.get(f"{name}_feats"), batch.get(f"{name}_labels"), name))
                 keeps.append(batch[f"{name}_mask"].bool())
                 positions.append(torch.arange(offset + max_len - sids.shape[1], offset + max_len, device=device))

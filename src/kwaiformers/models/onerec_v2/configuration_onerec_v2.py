@@ -53,7 +53,8 @@ class OneRecV2Config(PretrainedConfig):
     * ``context_position_embeddings``: learnable positions added to the context before the split.
     * ``item_id_buckets`` (default 0 = off, the paper's SID-only input): a per-item ID embedding
       (``embed_dim``, item id hashed modulo ``item_id_buckets``; per item when the buckets cover
-      the ids) concatenated with the SID embedding in the short and long pathways; needs
+      the ids; :class:`~kwaiformers.models.onerec.modeling_common.ItemIdEmbedding`, shared with V1)
+      concatenated with the SID embedding in the short and long pathways; needs
       ``short_item_ids``/``long_item_ids`` in the batch (the collator emits them). V2 otherwise
       sees a history item only through its codes.
     * The dense FFN is SwiGLU with ``intermediate_size`` (default ``4 * hidden_size``).
@@ -121,8 +122,6 @@ class OneRecV2Config(PretrainedConfig):
         self.sid_combine = sid_combine
         self.context_hidden_size = context_hidden_size or hidden_size
         self.context_position_embeddings = context_position_embeddings
-        if isinstance(item_id_buckets, bool) or not isinstance(item_id_buckets, int) or item_id_buckets < 0:
-            raise ValueError(f"item_id_buckets must be an int >= 0, got {item_id_buckets!r}")
         self.item_id_buckets = item_id_buckets
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers

@@ -31,6 +31,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from kwaiformers.models.onerec.modeling_common import (
     GenerativeRecommendationOutput,
+    ItemIdEmbedding,
     OneRecAttention,
     PathwayEmbedder,
     RecommendationOutput,
@@ -86,9 +87,7 @@ class OneRecV2ContextProcessor(nn.Module):
             config.num_user_tokens,
         )
         buckets = getattr(config, "item_id_buckets", 0)
-        self.item_embeddings = (
-            nn.Embedding(buckets + 1, config.embed_dim, padding_idx=buckets) if buckets else None
-        )
+        self.item_embeddings = ItemIdEmbedding(buckets, config.embed_dim) if buckets else None
         pathway = dict(
             sid_dim=self.sid_embeddings.out_dim + (config.embed_dim if buckets else 0),
             num_continuous=config.num_continuous_features,
@@ -112,16 +111,6 @@ class OneRecV2ContextProcessor(nn.Module):
             else None
         )
 
-    def _item_embedding(self, batch: Mapping[str, torch.Tensor], name: str, shape) -> torch.Tensor:
-        ids = batch.get(f"{name}_item_ids")
-        if ids is None or tuple(ids.shape) != tuple(shape):
-            raise ValueError(f"config.item_id_buckets > 0 needs batch['{name}_item_ids'] [B, T] (item ids, "
-                             f"-1 = padding) matching {name}_sids; got "
-                             f"{None if ids is None else tuple(ids.shape)}")
-        buckets = self.config.item_id_buckets
-        ids = ids.long()
-        return self.item_embeddings(torch.where(ids < 0, torch.full_like(ids, buckets), ids % buckets))
-
     def forward(self, batch: Mapping[str, torch.Tensor]):
         cfg = self.config
         user = self.user(batch["user_static"])
@@ -138,7 +127,7 @@ class OneRecV2ContextProcessor(nn.Module):
             if sids.shape[1] > 0:
                 emb = self.sid_embeddings(sids, f"{name}_sids").to(user.dtype)
                 if self.item_embeddings is not None:
-                    emb = torch.cat([emb, self._item_embedding(batch, name, sids.shape[:2]).to(user.dtype)], -1)
+                    emb = torch.cat([emb, self.item_embeddings.for_pathway(batch, name, sids.shape[:2]).to(user.dtype)], -1)
                 parts.append(module(emb, batch.get(f"{name}_feats"), batch.get(f"{name}_labels"), name))
                 masks.append(batch[f"{name}_mask"].bool())
                 positions.append(_right_aligned_positions(offset, max_len, sids.shape[1], name, device))
