@@ -21,11 +21,27 @@ from kwaiformers.sandbox import Job, Sandbox, SandboxConfig
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
 
 
+_PROBED: list[str] = []
+
+
 def _require_root_bwrap():
     if os.geteuid() != 0:
         pytest.skip("the fork server runs where bubblewrap runs as root (as in CI)")
     if shutil.which("bwrap") is None:
         pytest.fail("bubblewrap is not installed: apt-get install -y bubblewrap (.ci/run does)")
+    if not _PROBED:
+        from kwaiformers.sandbox import SandboxUnavailableError
+
+        sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=1, zygote=True))
+        try:
+            sb.run_batch([])
+            _PROBED.append("")
+        except SandboxUnavailableError as exc:  # e.g. a seccomp profile without unshare/mount
+            _PROBED.append(str(exc))
+        finally:
+            sb.close()
+    if _PROBED[0]:
+        pytest.skip(f"this machine cannot run the sandbox fork server: {_PROBED[0]}")
 
 
 def _pids_with(marker: str) -> list[int]:

@@ -254,12 +254,22 @@ def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
     del blobs
     _send(sock, {"forked": True})
     alive = True
-    pidfd = os.pidfd_open(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # old kernel or seccomp profile: poll for the exit
+        pidfd = -1
     try:
         while True:
-            ready, _, _ = select.select([pidfd, sock], [], [])
-            if pidfd in ready:
-                break
+            if pidfd >= 0:
+                ready, _, _ = select.select([pidfd, sock], [], [])
+                if pidfd in ready:
+                    break
+            else:
+                ready, _, _ = select.select([sock], [], [], 0.002)
+                if not ready and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
+                    break
+                if not ready:
+                    continue
             try:
                 message, extra = _recv_header(sock)
                 for fd in extra:
@@ -271,7 +281,8 @@ def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
                 if not alive:
                     break
     finally:
-        os.close(pidfd)
+        if pidfd >= 0:
+            os.close(pidfd)
         os.close(life_w)
     while True:
         try:
