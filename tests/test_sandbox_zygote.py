@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -295,3 +296,34 @@ def test_close_stops_the_fork_servers_and_fresh_mode_still_works():
         SandboxConfig(zygote="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="preload"):
         SandboxConfig(preload=("os; import evil",))
+
+
+def test_a_forked_copy_of_the_host_process_gets_its_own_fork_servers(one_slot):
+    """A DataLoader-style fork of the process must not talk to the parent's fork servers."""
+    zygote = _zygote_pid(one_slot)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        signal.alarm(60)  # never outlive a stuck run
+        try:
+            result = one_slot.run(Job("print(6 * 7)", timeout=5))
+            mine = _zygote_pid(one_slot)
+            os.write(write, json.dumps([result.stdout, mine]).encode())
+            one_slot.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    deadline = time.monotonic() + 90
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked copy did not finish in 90 s")
+        time.sleep(0.05)
+    with os.fdopen(read) as f:
+        out, child_zygote = json.loads(f.read() or '["", 0]')
+    assert out == "42\n" and child_zygote != zygote
+    assert _zygote_pid(one_slot) == zygote  # the parent's fork server is untouched
+    assert one_slot.run(Job("print(1)")).stdout == "1\n"

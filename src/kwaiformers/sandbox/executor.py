@@ -678,6 +678,7 @@ class Sandbox:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # fork servers die with this object, at exit, and with this process (--die-with-parent)
+        self._owner = os.getpid()
         self._finalizer = weakref.finalize(self, _close_zygotes, self._zygotes, os.getpid())
         self._use_zygote = False
         _LIVE.add(self)
@@ -749,6 +750,7 @@ class Sandbox:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise TypeError(f"jobs[{i}] must be a kwaiformers.sandbox.Job, got {type(job)}")
+        self._after_fork()
         self._probe()
         if not jobs:
             return []
@@ -834,6 +836,17 @@ class Sandbox:
                     raise SandboxUnavailableError(self._unavailable_message(
                         result.reason or result.stderr.strip()[-500:] or result.status))
         self._probed = True
+
+    def _after_fork(self) -> None:
+        """In a forked copy of the process that made this sandbox: own fork servers and worker
+        threads (the parent's belong to the parent; threads do not survive a fork)."""
+        if os.getpid() == self._owner:
+            return
+        self._owner = os.getpid()
+        self._zygotes = {}
+        self._finalizer = weakref.finalize(self, _close_zygotes, self._zygotes, self._owner)
+        self._pool, self._pool_lock = None, threading.Lock()
+        self._slots, self._slot_lock = list(range(self.config.num_workers)), threading.Lock()
 
     def _run_in_slot(self, job: Job) -> Result:
         with self._slot_lock:
