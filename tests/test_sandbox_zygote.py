@@ -327,3 +327,24 @@ def test_a_forked_copy_of_the_host_process_gets_its_own_fork_servers(one_slot):
     assert out == "42\n" and child_zygote != zygote
     assert _zygote_pid(one_slot) == zygote  # the parent's fork server is untouched
     assert one_slot.run(Job("print(1)")).stdout == "1\n"
+
+
+def test_a_host_process_with_more_than_1024_open_fds():
+    """The control socket and the job's pipes get fd numbers above select()'s limit."""
+    import resource
+
+    _require_root_bwrap()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1300:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < 1300")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1300), hard))
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=1, zygote=True))
+        results = sb.run_batch([Job("print(1)"), Job("while True: pass", timeout=1)])
+        sb.close()
+        assert [r.status for r in results] == ["passed", "timeout"]
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -66,7 +66,9 @@ def _die_with_parent(lifeline: int) -> None:
     parent holds (end of file: the parent died before the prctl; ``getppid`` cannot tell in a
     new pid namespace)."""
     _check(_LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0), "PR_SET_PDEATHSIG")
-    if select.select([lifeline], [], [], 0)[0]:
+    poller = select.poll()
+    poller.register(lifeline, select.POLLIN)
+    if poller.poll(0):
         os._exit(1)
     os.close(lifeline)
 
@@ -260,12 +262,15 @@ def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
         pidfd = -1
     try:
         while True:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
             if pidfd >= 0:
-                ready, _, _ = select.select([pidfd, sock], [], [])
+                poller.register(pidfd, select.POLLIN)
+                ready = [fd for fd, _ in poller.poll()]
                 if pidfd in ready:
                     break
             else:
-                ready, _, _ = select.select([sock], [], [], 0.002)
+                ready = [fd for fd, _ in poller.poll(2)]
                 if not ready and os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
                     break
                 if not ready:
@@ -315,7 +320,9 @@ def main() -> None:
             pass
     gc.collect()
     gc.freeze()  # the forks' garbage collector leaves the preloaded objects (and pages) alone
-    sock = socket.socket(fileno=spec["control_fd"])
+    control = os.dup(spec["control_fd"])  # the lowest free fd (the host's may be > 1024)
+    os.close(spec["control_fd"])
+    sock = socket.socket(fileno=control)
     sock.setblocking(True)
     os.set_inheritable(sock.fileno(), False)
     _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)

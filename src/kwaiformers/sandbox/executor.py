@@ -592,8 +592,9 @@ class _Zygote:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ZygoteError("fork server did not answer in time")
-            ready, _, _ = select.select([self.sock], [], [], remaining)
-            if not ready:
+            poller = select.poll()  # not select(): fds above 1024 in a busy host process
+            poller.register(self.sock, select.POLLIN)
+            if not poller.poll(max(1, int(remaining * 1000))):
                 continue
             data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
             if not data:
@@ -1171,10 +1172,14 @@ class Sandbox:
                     limit = hard_deadline
                 else:
                     limit = deadline
-                watch = open_fds + ([zygote.sock] if report is None else [])
-                ready, _, _ = select.select(watch, [], [], max(0.0, min(limit - now, 0.5)))
-                for fd in ready:
-                    if fd is zygote.sock:
+                poller = select.poll()
+                for fd in open_fds:
+                    poller.register(fd, select.POLLIN)
+                if report is None:
+                    poller.register(zygote.sock, select.POLLIN)
+                wait_ms = max(1, int(min(limit - now, 0.5) * 1000))
+                for fd, _ in poller.poll(wait_ms):
+                    if fd == zygote.sock.fileno():
                         message = zygote.recv(time.monotonic() + 10.0)
                         report = message.get("done")
                         if report is None:
