@@ -215,9 +215,10 @@ class Job:
 class Result:
     """Outcome of a :class:`Job`. ``status`` is one of :data:`STATUSES`; ``time`` is wall seconds.
 
-    ``exit_code``/``signal``: bubblewrap reports a program killed by signal ``s`` as exit code
-    ``128 + s``, so exit codes above 128 are reported as signals. ``peak_memory_mb``: the job's
-    peak memory (all processes and its tmpfs) when a memory cgroup was used.
+    ``exit_code``/``signal``: with one bubblewrap per job, bubblewrap reports a program killed by
+    signal ``s`` as exit code ``128 + s``, so exit codes above 128 are reported as signals (the
+    fork server reports both exactly). ``peak_memory_mb``: the job's peak memory (all processes
+    and its tmpfs) when a memory cgroup was used (fork server: cgroup v1 only).
     """
 
     status: Status
