@@ -8,21 +8,21 @@ serves jobs sent by :class:`kwaiformers.sandbox.executor.Sandbox` over the contr
 job does (``sys.modules``, builtins, fds, signal handlers, environment, cwd, memory) can reach the
 zygote or a later job -- each job gets a fresh copy-on-write image of the pristine zygote::
 
-    zygote ── fork ─> C1 (root): PDEATHSIG; unshare(mount, pid, IPC, UTS namespaces);
-                      fresh private tmpfs on /tmp (the job's files), /var/tmp, /run, /dev/shm
-                      └─ fork ─> C2 = pid 1 of the job's pid namespace (root): fresh /proc;
-                                 waits for C3, writes its status; when it exits the kernel
-                                 kills every process left in the namespace
-                                 └─ fork ─> C3: stdin/stdout/stderr of the job, every other fd
-                                            closed, capability bounding set emptied, rlimits,
-                                            the job's own unprivileged uid (no capabilities),
-                                            then ``main.py`` as ``__main__`` (``_prelude``)
+    zygote ── unshare(pid) + fork ─> init = pid 1 of the job's new pid namespace (root, dies
+          (then back to its own      with the zygote): unshare(mount, IPC, UTS); fresh private
+           pid namespace)            tmpfs on /tmp (the job's files), /var/tmp, /run, /dev/shm;
+                                     fresh /proc; waits for the program, writes its status; when
+                                     it exits the kernel kills every process left in the namespace
+                                     └─ fork ─> program: stdin/stdout/stderr of the job, every
+                                                other fd closed, capability bounding set
+                                                emptied, rlimits, the job's own unprivileged uid
+                                                (no capabilities), then ``main.py`` as
+                                                ``__main__`` (``_prelude``)
 
 Protocol (stream socket, frames of a 4-byte big-endian length + JSON): ``{"ready"}`` once; per
 job the host sends a header (with the job's stdin, stdout and stderr fds as ``SCM_RIGHTS``)
 followed by the raw bytes of its files; the zygote answers ``{"forked"}`` right after the fork
-(the host moves it back out of the job's memory cgroup then) and ``{"done", report}`` when C1
-has been reaped. ``{"kill"}`` while a job runs kills it; end of file on the socket kills the job
+and ``{"done", report}`` when the job's init has been reaped. ``{"kill"}`` while a job runs kills it; end of file on the socket kills the job
 and ends the zygote.
 """
 
@@ -45,6 +45,7 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _
     1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 _TMPFS = (("/tmp", "1777"), ("/var/tmp", "1777"), ("/run", "755"), ("/dev/shm", "1777"))
 _REBIND: list[str] = []  # read-only binds below those paths (e.g. a venv in /tmp), from the spec
+_OWN_PID_NS: list[int] = []  # fd of the fork server's own pid namespace
 _PR_SET_PDEATHSIG, _PR_CAPBSET_DROP, _PR_SET_DUMPABLE = 1, 24, 4
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -126,7 +127,7 @@ def _trusted_code(job: dict, blobs: list[tuple[str, bytes]]):
 
 
 def _program(job: dict, fds: list[int], status_w: int) -> None:
-    """C3: the job's process (never returns)."""
+    """The job's program process, forked by its init (never returns)."""
     import atexit
 
     os.close(status_w)
@@ -141,18 +142,55 @@ def _program(job: dict, fds: list[int], status_w: int) -> None:
     prelude._program_main(job["spec"], job.get("code"))  # rlimits, uid, main.py; os._exit
 
 
-def _init(job: dict, fds: list[int], status_w: int, lifeline: int) -> None:
-    """C2: pid 1 of the job's pid namespace (never returns)."""
-    _die_with_parent(lifeline)
+def _setup_job(job: dict, blobs: list[tuple[str, bytes]]) -> None:
+    """In the job's init: its own mount, IPC and UTS namespaces, fresh tmpfs, files, /proc."""
+    with open("/proc/self/oom_score_adj", "w") as f:  # the OOM killer's first choice, before
+        f.write("1000")  # the fork server that shares the slot's memory cgroup
+    _check(_LIBC.unshare(_CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare")
+    _check(_LIBC.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
+    kept = [(path, os.open(path, os.O_PATH)) for path in _REBIND]
+    for path, mode in _TMPFS:
+        _mount_tmpfs(path, job["tmpfs"][path], mode)
+    for path, fd in kept:  # the read-only binds the fresh tmpfs covered, again
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            os.mkdir(path, 0o755)
+        else:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+        _check(_LIBC.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None,
+                           _MS_BIND | _MS_REC, None), f"bind {path}")
+        _check(_LIBC.mount(None, path.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY
+                           | _MS_NOSUID | _MS_NODEV, None), f"read-only {path}")
+        os.close(fd)
+    workdir = job["spec"]["workdir"]
+    for name, data in blobs:
+        fd = os.open(os.path.join(workdir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
     _check(_LIBC.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None),
            "mount /proc")
-    _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _program(job, fds, status_w)
-        finally:
-            os._exit(127)
+
+
+def _init(job: dict, blobs: list[tuple[str, bytes]], fds: list[int], status_w: int,
+          lifeline: int) -> None:
+    """Pid 1 of the job's pid namespace, forked by the fork server (never returns)."""
+    try:
+        _die_with_parent(lifeline)
+        _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        _setup_job(job, blobs)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _program(job, fds, status_w)
+            finally:
+                os._exit(127)
+    except BaseException as exc:  # noqa: BLE001
+        os.write(status_w, json.dumps({"setup_error": f"sandbox job setup: {exc!r}"}).encode())
+        os._exit(1)
     for fd in fds:
         os.close(fd)
     report: dict = {}
@@ -173,63 +211,6 @@ def _init(job: dict, fds: list[int], status_w: int, lifeline: int) -> None:
     os._exit(0)  # the kernel kills whatever is left in the namespace
 
 
-def _job_root(job: dict, blobs: list[tuple[str, bytes]], fds: list[int], status_w: int,
-              lifeline: int) -> None:
-    """C1: the job's namespaces and file systems (never returns)."""
-    try:
-        _die_with_parent(lifeline)
-        with open("/proc/self/oom_score_adj", "w") as f:  # the OOM killer's first choice,
-            f.write("1000")  # before the fork server that shares the slot's memory cgroup
-        _check(_LIBC.unshare(_CLONE_NEWNS | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS),
-               "unshare")
-        _check(_LIBC.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None), "make / private")
-        kept = [(path, os.open(path, os.O_PATH)) for path in _REBIND]
-        for path, mode in _TMPFS:
-            _mount_tmpfs(path, job["tmpfs"][path], mode)
-        for path, fd in kept:  # the read-only binds the fresh tmpfs covered, again
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-            if os.path.isdir(f"/proc/self/fd/{fd}"):
-                os.mkdir(path, 0o755)
-            else:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
-            _check(_LIBC.mount(f"/proc/self/fd/{fd}".encode(), path.encode(), None,
-                               _MS_BIND | _MS_REC, None), f"bind {path}")
-            _check(_LIBC.mount(None, path.encode(), None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY
-                               | _MS_NOSUID | _MS_NODEV, None), f"read-only {path}")
-            os.close(fd)
-        workdir = job["spec"]["workdir"]
-        for name, data in blobs:
-            fd = os.open(os.path.join(workdir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-        life_r, life_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(life_w)
-                _init(job, fds, status_w, life_r)
-            finally:
-                os._exit(127)
-        os.close(life_r)
-    except BaseException as exc:  # noqa: BLE001
-        os.write(status_w, json.dumps({"setup_error": f"sandbox job setup: {exc!r}"}).encode())
-        os._exit(1)
-    for fd in fds:
-        os.close(fd)
-    os.close(status_w)
-    while True:
-        try:
-            os.waitpid(pid, 0)
-            break
-        except InterruptedError:
-            continue
-    os._exit(0)
-
-
 def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
     """Run one job; False when the host went away."""
     blobs = [(name, _recv_exact(sock, size) if size else b"") for name, size in job["files"]]
@@ -240,15 +221,19 @@ def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
         del exc
     status_r, status_w = os.pipe()
     life_r, life_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            sock.close()
-            os.close(status_r)
-            os.close(life_w)
-            _job_root(job, blobs, fds, status_w, life_r)
-        finally:
-            os._exit(127)
+    _check(_LIBC.unshare(_CLONE_NEWPID), "unshare pid")  # the next child is pid 1 of a new one
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                sock.close()
+                os.close(status_r)
+                os.close(life_w)
+                _init(job, blobs, fds, status_w, life_r)
+            finally:
+                os._exit(127)
+    finally:  # later children in our own pid namespace again (else: end the fork server)
+        _check(_LIBC.setns(_OWN_PID_NS[0], _CLONE_NEWPID), "setns pid")
     os.close(life_r)
     os.close(status_w)
     for fd in fds:
@@ -310,6 +295,7 @@ def _serve_job(sock: socket.socket, job: dict, fds: list[int]) -> bool:
 def main() -> None:
     spec = json.loads(sys.argv[1])
     _REBIND[:] = sorted(spec.get("rebind", []))
+    _OWN_PID_NS[:] = [os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)]
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import prelude  # noqa: F401 - imported before any fork
 

@@ -676,6 +676,7 @@ class Sandbox:
         self._slots: list[int] = list(range(config.num_workers))
         self._slot_lock = threading.Lock()
         self._probed = False
+        self._probe_lock = threading.Lock()
         self._zygotes: dict[int, _Zygote] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -761,12 +762,7 @@ class Sandbox:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc=desc)
-        with self._pool_lock:
-            if self._pool is None:  # long-lived threads: a fork server dies with the thread
-                # that started it (bubblewrap's --die-with-parent is a per-thread death signal)
-                self._pool = ThreadPoolExecutor(max_workers=self.config.num_workers,
-                                                thread_name_prefix="kwf-sandbox")
-            pool = self._pool
+        pool = self._worker_pool()
         futures = [pool.submit(self._run_in_slot, job) for job in jobs]
         results = []
         for fut in futures:
@@ -816,13 +812,24 @@ class Sandbox:
             pass
 
     # -- internals ---------------------------------------------------------------------------
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:  # long-lived threads: a fork server dies with the thread
+                # that started it (bubblewrap's --die-with-parent is a per-thread death signal)
+                self._pool = ThreadPoolExecutor(max_workers=self.config.num_workers,
+                                                thread_name_prefix="kwf-sandbox")
+            return self._pool
+
     def _probe(self) -> None:
-        if self._probed:
-            return
+        with self._probe_lock:  # concurrent first batches probe once
+            if not self._probed:
+                self._probe_locked()
+
+    def _probe_locked(self) -> None:
         if self.config.isolation == "bwrap":
             probe = Job("print('ok')", timeout=10.0)
-            if self._use_zygote:
-                result = self._execute(probe, slot=0)
+            if self._use_zygote:  # in a worker thread and a slot, like every job
+                result = self._worker_pool().submit(self._run_in_slot, probe).result()
                 if result.status != "passed" or result.stdout.strip() != "ok":
                     why = result.reason or result.stderr.strip()[-500:] or result.status
                     if self.config.zygote:
@@ -833,7 +840,7 @@ class Sandbox:
                     _close_zygotes(self._zygotes, os.getpid())
                     self._use_zygote = False
             if not self._use_zygote:
-                result = self._execute(probe, slot=0)
+                result = self._worker_pool().submit(self._run_in_slot, probe).result()
                 if result.status != "passed" or result.stdout.strip() != "ok":
                     raise SandboxUnavailableError(self._unavailable_message(
                         result.reason or result.stderr.strip()[-500:] or result.status))
@@ -847,7 +854,7 @@ class Sandbox:
         self._owner = os.getpid()
         self._zygotes = {}
         self._finalizer = weakref.finalize(self, _close_zygotes, self._zygotes, self._owner)
-        self._pool, self._pool_lock = None, threading.Lock()
+        self._pool, self._pool_lock, self._probe_lock = None, threading.Lock(), threading.Lock()
         self._slots, self._slot_lock = list(range(self.config.num_workers)), threading.Lock()
 
     def _run_in_slot(self, job: Job) -> Result:
