@@ -348,3 +348,34 @@ def test_a_host_process_with_more_than_1024_open_fds():
         for fd in fds:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_an_interpreter_under_tmp_stays_visible_to_jobs(tmp_path):
+    """CI runs from a venv in /tmp: every job's fresh /tmp tmpfs must show it again, read-only."""
+    _require_root_bwrap()
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    site = subprocess.run([str(venv / "bin" / "python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    os.makedirs(site, exist_ok=True)
+    with open(os.path.join(site, "kwf_probe_module.py"), "w") as f:
+        f.write("VALUE = 42\n")
+    os.chmod(os.path.join(site, "kwf_probe_module.py"), 0o666)  # only the read-only bind stops it
+    script = textwrap.dedent("""
+        from kwaiformers.sandbox import Job, Sandbox, SandboxConfig
+        for zygote in (True, False):
+            sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=1, zygote=zygote))
+            ok = sb.run(Job("import kwf_probe_module; print(kwf_probe_module.VALUE)"))
+            ro = sb.run(Job("import kwf_probe_module; open(kwf_probe_module.__file__, 'a')"))
+            print(zygote, sb.uses_zygote, ok.stdout.strip(), ro.status, 'Read-only' in ro.stderr)
+            sb.close()
+    """)
+    src = os.path.dirname(os.path.dirname(os.path.abspath(
+        __import__("kwaiformers").__file__)))
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", script], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": src})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["True True 42 runtime_error True",
+                                           "False False 42 runtime_error True"], proc.stdout
