@@ -79,6 +79,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=None, help="parallel workers (both)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed repetitions of the no-timeout programs (default 3, quick 1)")
+    parser.add_argument("--no-zygote", action="store_true",
+                        help="one bubblewrap sandbox per job instead of a fork server per worker")
     args = parser.parse_args()
     if args.timeout is not None and args.timeout < 1:
         parser.error("--timeout must be an int >= 1 (the official grader uses signal.alarm)")
@@ -95,7 +97,8 @@ def main() -> int:
     if args.quick:
         corpus = [c for i, c in enumerate(corpus) if i % 4 == 0 and c[0] not in TIMEOUT_NAMES]
     fast = [i for i, c in enumerate(corpus) if c[0] not in TIMEOUT_NAMES]
-    sandbox = Sandbox(SandboxConfig(num_workers=workers))
+    load_start = os.getloadavg()
+    sandbox = Sandbox(SandboxConfig(num_workers=workers, zygote=False if args.no_zygote else None))
     sandbox.run_batch([])  # probe the isolation once, outside the timed region
     evaluate_generations, ref_version = load_reference()
 
@@ -117,11 +120,12 @@ def main() -> int:
     everything = list(range(len(corpus)))
     ours, ours_all_s = run_ours(everything)
     ours_cat = [ours_category(o, len(c[1]["inputs"])) for o, c in zip(ours, corpus)]
+    launcher = "fork server per worker" if sandbox.uses_zygote else "one sandbox per job"
     summary = {"programs": len(corpus), "timeout_s": timeout, "workers": workers,
-               "isolation": sandbox.isolation, "memory_limit": sandbox.memory_limit_scope,
-               "ours_all_seconds": round(ours_all_s, 2)}
+               "isolation": sandbox.isolation, "launcher": launcher,
+               "memory_limit": sandbox.memory_limit_scope, "ours_all_seconds": round(ours_all_s, 2)}
     print(f"\nLiveCodeBench grader: {len(corpus)} generated programs, {workers} workers, "
-          f"{timeout} s per test, sandbox {sandbox.isolation}, memory limit per "
+          f"{timeout} s per test, sandbox {sandbox.isolation} ({launcher}), memory limit per "
           f"{sandbox.memory_limit_scope}")
     if evaluate_generations is None:
         print(f"official grader unavailable ({ref_version}); kwaiformers only")
@@ -158,6 +162,9 @@ def main() -> int:
     print(f"time, the {len(fast)} programs without a timeout (median of {repeats}): official "
           f"{ref_fast:.1f} s, kwaiformers {ours_fast:.1f} s -> {ref_fast / ours_fast:.2f}x "
           f"(goal >= 2x)")
+    load_end = os.getloadavg()
+    print(f"load average (1, 5, 15 min) at the start {load_start[0]:.2f} {load_start[1]:.2f} "
+          f"{load_start[2]:.2f}, at the end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     summary.update({
         "reference": f"{REFERENCE_PACKAGE} {ref_version}",
         "parity": round((len(corpus) - len(diffs)) / len(corpus), 4),
@@ -169,6 +176,8 @@ def main() -> int:
         "ours_programs_per_s": round(len(fast) / ours_fast, 2),
         "ref_programs_per_s": round(len(fast) / ref_fast, 2),
         "throughput_ratio_no_timeouts": round(ref_fast / ours_fast, 2),
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in load_end],
     })
     sandbox.close()
     print(json.dumps(summary))

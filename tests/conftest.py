@@ -38,6 +38,40 @@ def _no_network():
         pytest.fail(f"test attempted non-loopback network access: {guard.blocked}", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_sandbox_left_running():
+    """At the end of the session no sandbox fork server (a ``bwrap`` child of this process) is
+    left: every Sandbox still alive is closed and its fork servers must then be gone."""
+    yield
+    import gc
+    import time
+
+    executor = sys.modules.get("kwaiformers.sandbox.executor")
+    if executor is None:
+        return
+    gc.collect()
+    executor._close_all_sandboxes()
+
+    def leftovers():
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm, rest = stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2:]
+            if comm == "bwrap" and int(rest.split()[1]) == os.getpid() and rest[0] != "Z":
+                found.append(int(entry))
+        return found
+
+    deadline = time.monotonic() + 10
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = leftovers()
+    assert not left, f"sandbox processes left running after the tests: {left}"
+
+
 @pytest.fixture(autouse=True)
 def _torch_seed():
     """Keep tests deterministic and single-threaded-friendly on the 2-CPU CI machine."""

@@ -208,8 +208,7 @@ def test_attack_suite(sandbox, tmp_path, monkeypatch):
 
     # nothing survives: no detached sleeper, no process with a sandbox uid
     deadline = time.monotonic() + 5
-    first_uid = sandbox.config.uid_base + sandbox._uid_offset
-    uids = range(first_uid, first_uid + sandbox.config.num_workers)
+    uids = sandbox.uid_range
     while (_processes_with(marker) or _processes_with_uid_in(uids)) and \
             time.monotonic() < deadline:
         time.sleep(0.1)

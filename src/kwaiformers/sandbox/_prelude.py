@@ -17,11 +17,13 @@ builtins that ``site`` would define.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import resource
 import signal
 import sys
+import types
 
 
 def _set_rlimits(spec: dict) -> None:
@@ -55,8 +57,6 @@ def _drop_privileges(uid: int) -> None:
 
 def _builtins_of_site() -> None:
     """``exit``/``quit`` as ``site`` defines them (we run with ``-S``)."""
-    import builtins
-
     if not hasattr(builtins, "exit"):
         import _sitebuiltins
 
@@ -65,8 +65,9 @@ def _builtins_of_site() -> None:
         builtins.quit = _sitebuiltins.Quitter("quit", eof)
 
 
-def _run_program(spec: dict) -> None:
-    """Limits, privileges, then ``main.py`` as ``__main__`` in this process."""
+def _run_program(spec: dict, code=None) -> None:
+    """Limits, privileges, then ``main.py`` (or its precompiled ``code``, fork server only)
+    as ``__main__`` in this process."""
     os.chdir(spec["workdir"])
     _set_rlimits(spec)
     if spec.get("drop_uid") is not None:
@@ -74,14 +75,18 @@ def _run_program(spec: dict) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     _builtins_of_site()
     path = os.path.join(spec["workdir"], "main.py")
-    with open(path, "rb") as f:
-        source = f.read()
+    if code is None:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec")
     sys.argv = ["main.py"]
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [spec["workdir"], *(p for p in sys.path if p and p != here),
                    *spec.get("site_dirs", [])]
-    namespace = {"__name__": "__main__", "__file__": path, "__builtins__": __builtins__}
-    exec(compile(source, path, "exec"), namespace)
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main  # a fresh __main__ (not the launcher's module)
+    exec(code, main.__dict__)
 
 
 def _finish(code: int) -> None:
@@ -99,10 +104,10 @@ def _finish(code: int) -> None:
     os._exit(code & 0xFF)
 
 
-def _program_main(spec: dict) -> None:
+def _program_main(spec: dict, program=None) -> None:
     code = 0
     try:
-        _run_program(spec)
+        _run_program(spec, program)
     except SystemExit as exc:
         if isinstance(exc.code, int):
             code = exc.code

@@ -20,6 +20,19 @@ Isolation modes (``SandboxConfig.isolation``):
   stay closed. Run as another user, bubblewrap adds a user namespace (``--unshare-user
   --disable-userns``) and the program keeps that user's uid. If ``bwrap`` is missing or cannot
   create the namespaces, the sandbox **refuses** (:class:`SandboxUnavailableError`).
+
+  Fork server (``SandboxConfig.zygote``, default on where bubblewrap runs as root): instead of
+  one bubblewrap sandbox and one fresh interpreter per job, each worker slot keeps one
+  long-lived sandbox of the same kind whose only process, ``_zygote.py`` (trusted code that
+  never runs a job), has the ``preload`` modules imported and forks every job. A forked job
+  gets its own mount, pid, IPC and UTS namespaces, fresh private tmpfs on ``/tmp`` (its files),
+  ``/var/tmp``, ``/run`` and ``/dev/shm``, a fresh ``/proc``, an emptied capability bounding
+  set and a fresh unprivileged uid, then runs as above; its pid namespace ends with it, which
+  kills every process it left. Jobs of one slot run one after another and share the slot's
+  network namespace (no interface but loopback; nothing of a job survives it) and its memory
+  cgroup (limit set per job). Anything a job changes in its interpreter is in its own
+  copy-on-write image only. ``zygote=False`` gives one bubblewrap per job; where the fork server
+  cannot start (not root) the sandbox falls back to that with a warning.
 - ``"process"`` (explicit opt-in only): rlimits, process group, scrubbed environment, temporary
   working directory on the host, and a child-subreaper that kills leftover descendants; **no
   network, file-system or IPC isolation**. Select it with ``SandboxConfig(isolation="process")``
@@ -41,9 +54,12 @@ import errno
 import json
 import math
 import os
+import select
 import selectors
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -51,6 +67,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -63,6 +80,15 @@ ISOLATIONS = ("bwrap", "process")
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory", "killed")
 _PRELUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_prelude.py")
 _PRELUDE_IN_SANDBOX = "/.kwf/prelude.py"
+_ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_zygote.py")
+_ZYGOTE_IN_SANDBOX = "/.kwf/zygote.py"
+# stdlib modules the fork server imports once (what graded programs and the LiveCodeBench harness
+# import); a job sees them already imported, like a program forked by the official grader
+DEFAULT_PRELOAD = (
+    "ast", "bisect", "collections", "copy", "datetime", "decimal", "faulthandler", "fractions",
+    "functools", "heapq", "io", "itertools", "json", "math", "operator", "random", "re",
+    "shutil", "statistics", "string", "subprocess", "typing", "traceback", "_sitebuiltins")
+_UIDS_PER_PROCESS = 1 << 16
 _WORKDIR = "/tmp"
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: apt-get install -y bubblewrap; Fedora: dnf "
                 "install bubblewrap)")
@@ -83,7 +109,10 @@ class SandboxConfig:
     """Limits and policy of a :class:`Sandbox` (all sizes in MiB, times in seconds).
 
     ``memory_mb`` bounds every process (address space) and, with a memory cgroup, all processes
-    of a job together (plus the job's tmpfs, ``disk_mb``). ``memory_cgroup``: ``"auto"`` (use one
+    of a job together (plus the job's tmpfs, ``disk_mb``). ``zygote``: ``None`` (a fork server
+    per worker slot where bubblewrap runs as root, else one bubblewrap per job), ``True``
+    (require it) or ``False``; ``preload``: the modules it imports once (default
+    :data:`DEFAULT_PRELOAD`). ``memory_cgroup``: ``"auto"`` (use one
     when writable, else lower ``max_processes`` to fit the RAM and warn), ``"require"`` (refuse
     without one) or ``"off"``. ``site_packages``: put the interpreter's site-packages (read-only)
     on the program's ``sys.path``.
@@ -105,6 +134,8 @@ class SandboxConfig:
     bwrap: str | None = None  # None: look ``bwrap`` up on PATH
     tmp_dir: str | None = None  # host temp dir, "process" mode only
     uid_base: int = 2_000_000_000
+    zygote: bool | None = None  # None: a fork server per slot where possible (see Sandbox)
+    preload: tuple[str, ...] = ()  # () : DEFAULT_PRELOAD; modules the fork server imports once
     memory_cgroup: Literal["auto", "require", "off"] = "auto"
     site_packages: bool = True
     ro_binds: tuple[str, ...] = ()  # extra host paths visible read-only (same path), bwrap mode
@@ -125,10 +156,19 @@ class SandboxConfig:
         if self.num_workers is not None and self.num_workers < 1:
             raise ValueError(f"SandboxConfig.num_workers must be >= 1, got {self.num_workers}")
         self.ro_binds = tuple(self.ro_binds)
+        self.preload = tuple(self.preload) or DEFAULT_PRELOAD
+        if not all(isinstance(m, str) and m.replace(".", "").replace("_", "").isalnum()
+                   for m in self.preload):
+            raise ValueError(f"SandboxConfig.preload must hold module names, got {self.preload!r}")
+        if self.zygote not in (None, True, False):
+            raise ValueError(f"SandboxConfig.zygote must be None, True or False, got {self.zygote!r}")
         for path in self.ro_binds:
             if not isinstance(path, str) or not os.path.isabs(path) or not os.path.exists(path):
                 raise ValueError(f"SandboxConfig.ro_binds must hold existing absolute paths, "
                                  f"got {path!r}")
+        if not 0 < self.uid_base <= 2**32 - 2 - _UID_BLOCKS * _UIDS_PER_PROCESS:
+            raise ValueError(f"SandboxConfig.uid_base must be in (0, "
+                             f"{2**32 - 2 - _UID_BLOCKS * _UIDS_PER_PROCESS}], got {self.uid_base}")
         if self.memory_cgroup not in ("auto", "require", "off"):
             raise ValueError("SandboxConfig.memory_cgroup must be 'auto', 'require' or 'off', "
                              f"got {self.memory_cgroup!r}")
@@ -141,7 +181,9 @@ class Job:
     ``expected_output`` (optional) turns a clean exit into ``passed``/``wrong_answer`` using
     ``compare`` (default :func:`outputs_match`, LiveCodeBench's stdin/stdout rule). ``files``
     are extra files (name -> text/bytes) placed next to ``main.py`` (the private tmpfs grows by
-    their size). ``cpu_seconds`` defaults to ``ceil(timeout) + 1``.
+    their size). ``cpu_seconds`` defaults to ``ceil(timeout) + 1``. ``trusted_program``: the
+    program is trusted code (a grading harness that runs the untrusted code itself): the fork
+    server compiles it once, outside the jobs, and reuses the compiled code.
     """
 
     program: str
@@ -152,6 +194,7 @@ class Job:
     cpu_seconds: int | None = None
     compare: Callable[[str, str], bool] | None = None
     extra_memory_mb: int = 0  # added to SandboxConfig.memory_mb (e.g. for large test data)
+    trusted_program: bool = False  # the program is trusted (a grading harness, not model code)
 
     def __post_init__(self) -> None:
         if not isinstance(self.program, str):
@@ -172,9 +215,10 @@ class Job:
 class Result:
     """Outcome of a :class:`Job`. ``status`` is one of :data:`STATUSES`; ``time`` is wall seconds.
 
-    ``exit_code``/``signal``: bubblewrap reports a program killed by signal ``s`` as exit code
-    ``128 + s``, so exit codes above 128 are reported as signals. ``peak_memory_mb``: the job's
-    peak memory (all processes and its tmpfs) when a memory cgroup was used.
+    ``exit_code``/``signal``: with one bubblewrap per job, bubblewrap reports a program killed by
+    signal ``s`` as exit code ``128 + s``, so exit codes above 128 are reported as signals (the
+    fork server reports both exactly). ``peak_memory_mb``: the job's peak memory (all processes
+    and its tmpfs) when a memory cgroup was used (fork server: cgroup v1 only).
     """
 
     status: Status
@@ -311,7 +355,7 @@ class MemoryCgroups:
                 continue
             stale = os.path.join(base, name)
             try:
-                for child in os.listdir(stale):
+                for child in os.listdir(stale):  # (a zygote of a dead process is dead too)
                     if os.path.isdir(os.path.join(stale, child)):
                         os.rmdir(os.path.join(stale, child))
                 os.rmdir(stale)
@@ -348,17 +392,58 @@ class MemoryCgroups:
     def procs_file(path: str) -> str:
         return os.path.join(path, "cgroup.procs")
 
-    def oom_killed(self, path: str) -> bool:
+    def move(self, pid: int, path: str) -> None:
+        """Move process ``pid`` (a host pid) into the cgroup ``path``; children it forks later
+        are born there (its memory charged so far stays where it was)."""
+        with open(self.procs_file(path), "w") as f:
+            f.write(str(pid))
+
+    def create_slot(self) -> str:
+        """An (unlimited for now) cgroup for one fork server and the jobs it forks."""
+        return self.create(1 << 40)  # the limit is set per job
+
+    def oom_kills(self, path: str) -> int:
+        """How many processes the kernel's OOM killer has killed in this cgroup so far."""
         name = "memory.events" if self.version == 2 else "memory.oom_control"
         try:
             with open(os.path.join(path, name)) as f:
                 for line in f:
                     key, _, value = line.partition(" ")
-                    if key == "oom_kill" and int(value) > 0:
-                        return True
+                    if key == "oom_kill":
+                        return int(value)
         except (OSError, ValueError):
             pass
-        return False
+        return 0
+
+    def oom_killed(self, path: str) -> bool:
+        return self.oom_kills(path) > 0
+
+    def usage(self, path: str) -> int:
+        name = "memory.current" if self.version == 2 else "memory.usage_in_bytes"
+        with open(os.path.join(path, name)) as f:
+            return int(f.read())
+
+    def set_limit(self, path: str, limit_bytes: int) -> None:
+        """Change a cgroup's memory limit (v1: memory and memory+swap, in a valid order)."""
+        if self.version == 2:
+            self._write(path, "memory.max", limit_bytes)
+            return
+        try:
+            self._write(path, "memory.limit_in_bytes", limit_bytes)
+        except OSError:  # above the memory+swap limit: raise that one first
+            self._write(path, "memory.memsw.limit_in_bytes", limit_bytes, optional=True)
+            self._write(path, "memory.limit_in_bytes", limit_bytes)
+        self._write(path, "memory.memsw.limit_in_bytes", limit_bytes, optional=True)
+
+    def reset_peak(self, path: str) -> bool:
+        """Restart the peak-usage counter (v1 only; v2 resets it per open file only)."""
+        if self.version == 2:
+            return False
+        try:
+            self._write(path, "memory.max_usage_in_bytes", 0)
+            return True
+        except OSError:
+            return False
 
     def _peak(self, path: str) -> int | None:
         name = "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes"
@@ -398,13 +483,39 @@ class MemoryCgroups:
 
     def close(self) -> None:
         try:
-            os.rmdir(self.parent)
+            children = [os.path.join(self.parent, n) for n in os.listdir(self.parent)]
         except OSError:
-            pass
+            children = []
+        for path in [*(p for p in children if os.path.isdir(p)), self.parent]:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
 
 
 _CGROUP_LOCK = threading.Lock()
 _CGROUP_COUNT = 0
+
+
+_UID_LOCK = threading.Lock()
+_UID_SEQ = 0
+_UID_BLOCKS = 30_000  # processes with distinct uid blocks (pid modulo this)
+
+
+def _uid_block(base: int) -> range:
+    """The uids this process gives its jobs: a block of :data:`_UIDS_PER_PROCESS` above ``base``."""
+    first = base + (os.getpid() % _UID_BLOCKS) * _UIDS_PER_PROCESS
+    return range(first, first + _UIDS_PER_PROCESS)
+
+
+def _next_uid(base: int) -> int:
+    """A fresh unprivileged uid for the next job (cycles through this process's block)."""
+    global _UID_SEQ
+    with _UID_LOCK:
+        _UID_SEQ += 1
+        seq = _UID_SEQ
+    block = _uid_block(base)
+    return block[seq % len(block)]
 
 
 def _mem_total_mb() -> int:
@@ -416,6 +527,127 @@ def _mem_total_mb() -> int:
     except (OSError, ValueError, IndexError):
         pass
     return 8192
+
+
+# -- fork servers -----------------------------------------------------------------------------------
+
+
+class ZygoteError(RuntimeError):
+    """The fork server of a slot failed (it is restarted for the next job)."""
+
+
+def _frame(message: dict) -> bytes:
+    data = json.dumps(message).encode()
+    return struct.pack(">I", len(data)) + data
+
+
+class _Zygote:
+    """Host side of one slot's fork server (``_zygote.py`` in a long-lived bubblewrap sandbox)."""
+
+    def __init__(self, cmd: list[str], control: socket.socket, child_end: socket.socket,
+                 start_timeout: float) -> None:
+        self.cgroups: MemoryCgroups | None = None
+        self.cgroup: str | None = None  # the slot's memory cgroup (fork server + its jobs)
+        self.sock = control
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd="/", env={}, start_new_session=True, pass_fds=(child_end.fileno(),),
+            close_fds=True)
+        child_end.close()
+        self._buf = b""
+        try:
+            message, creds = self.recv(time.monotonic() + start_timeout, want_creds=True)
+        except BaseException:
+            self.kill()
+            raise
+        if not message.get("ready") or creds is None:
+            self.kill()
+            raise ZygoteError(f"fork server did not start: {message!r}")
+        self.host_pid = creds  # its pid in this process's pid namespace (SCM_CREDENTIALS)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, message: dict, fds: Sequence[int] = (), payload: Sequence[bytes] = ()) -> None:
+        data = _frame(message)
+        if fds:
+            sent = socket.send_fds(self.sock, [data], list(fds))
+            data = data[sent:]
+        if data:
+            self.sock.sendall(data)
+        for blob in payload:
+            if blob:
+                self.sock.sendall(blob)
+
+    def recv(self, deadline: float, want_creds: bool = False):
+        """The next frame (and the sender's pid with ``want_creds``); ZygoteError on EOF or at
+        the deadline."""
+        creds = None
+        while True:
+            if len(self._buf) >= 4:
+                (size,) = struct.unpack(">I", self._buf[:4])
+                if len(self._buf) >= 4 + size:
+                    message = json.loads(self._buf[4:4 + size])
+                    self._buf = self._buf[4 + size:]
+                    return (message, creds) if want_creds else message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ZygoteError("fork server did not answer in time")
+            poller = select.poll()  # not select(): fds above 1024 in a busy host process
+            poller.register(self.sock, select.POLLIN)
+            if not poller.poll(max(1, int(remaining * 1000))):
+                continue
+            data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(12))
+            if not data:
+                err = b""
+                if self.proc.poll() is not None and self.proc.stderr is not None:
+                    os.set_blocking(self.proc.stderr.fileno(), False)
+                    err = (self.proc.stderr.read() or b"")[-1000:]
+                raise ZygoteError("fork server exited" + (
+                    f": {err.decode(errors='replace').strip()}" if err else ""))
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    creds = struct.unpack("3i", value[:12])[0]
+            self._buf += data
+
+    def kill(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
+            pass
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        if self.cgroup is not None:
+            self.cgroups.remove(self.cgroup)  # type: ignore[union-attr]
+            self.cgroup = None
+
+
+_LIVE: weakref.WeakSet = weakref.WeakSet()  # every Sandbox of this process
+
+
+def _close_all_sandboxes() -> None:
+    """Close every live :class:`Sandbox` of this process (test sessions check for leftovers)."""
+    for sandbox in list(_LIVE):
+        sandbox.close()
+
+
+def _close_zygotes(zygotes: dict, owner: int) -> None:
+    """Kill the fork servers (only in the process that started them, not in a forked copy)."""
+    if os.getpid() != owner:
+        return
+    for zygote in list(zygotes.values()):
+        zygote.kill()
+    zygotes.clear()
 
 
 # -- the sandbox ------------------------------------------------------------------------------------
@@ -443,10 +675,19 @@ class Sandbox:
                 config.num_workers = max(1, os.cpu_count() or 1)
         self._slots: list[int] = list(range(config.num_workers))
         self._slot_lock = threading.Lock()
-        self._uid_offset = (os.getpid() % 100_000) * 256
         self._probed = False
+        self._probe_lock = threading.Lock()
+        self._zygotes: dict[int, _Zygote] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # fork servers die with this object, at exit, and with this process (--die-with-parent)
+        self._owner = os.getpid()
+        self._finalizer = weakref.finalize(self, _close_zygotes, self._zygotes, os.getpid())
+        self._use_zygote = False
+        _LIVE.add(self)
         self._bwrap: str | None = None
         self._bwrap_base: tuple[list[str], list[str]] = ([], [])
+        self._rebind: list[str] = []  # binds that a job's fresh tmpfs covers (fork server)
         if config.isolation == "bwrap":
             if not sys.platform.startswith("linux"):
                 raise SandboxUnavailableError(self._unavailable_message("not Linux"))
@@ -459,6 +700,13 @@ class Sandbox:
             warnings.warn(
                 "kwaiformers sandbox in 'process' mode: rlimits and process-tree cleanup only, "
                 "NO network, file-system or IPC isolation", RuntimeWarning, stacklevel=2)
+        if config.isolation == "bwrap" and config.zygote is not False:
+            self._use_zygote = os.geteuid() == 0
+            if config.zygote and not self._use_zygote:
+                raise SandboxUnavailableError(
+                    "SandboxConfig(zygote=True) needs bubblewrap run as root (the fork server "
+                    "sets up each job's namespaces and then switches it to its own uid); use "
+                    "zygote=None or False to run one bubblewrap sandbox per job")
         self.cgroups: MemoryCgroups | None = None
         if config.memory_cgroup != "off":
             self.cgroups = MemoryCgroups.detect()
@@ -505,6 +753,7 @@ class Sandbox:
         for i, job in enumerate(jobs):
             if not isinstance(job, Job):
                 raise TypeError(f"jobs[{i}] must be a kwaiformers.sandbox.Job, got {type(job)}")
+        self._after_fork()
         self._probe()
         if not jobs:
             return []
@@ -513,13 +762,13 @@ class Sandbox:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(jobs), desc=desc)
-        with ThreadPoolExecutor(max_workers=min(self.config.num_workers, len(jobs))) as pool:
-            futures = [pool.submit(self._run_in_slot, job) for job in jobs]
-            results = []
-            for fut in futures:
-                results.append(fut.result())
-                if bar is not None:
-                    bar.update(1)
+        pool = self._worker_pool()
+        futures = [pool.submit(self._run_in_slot, job) for job in jobs]
+        results = []
+        for fut in futures:
+            results.append(fut.result())
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
             bar.close()
         return results
@@ -535,8 +784,24 @@ class Sandbox:
             return "process (rlimit)"
         return f"job (cgroup v{self.cgroups.version})"
 
+    @property
+    def uses_zygote(self) -> bool:
+        """Whether jobs are forked by a fork server per slot (else one bubblewrap per job)."""
+        return self._use_zygote
+
+    @property
+    def uid_range(self) -> range:
+        """The unprivileged uids this process's jobs run under (one fresh uid per job)."""
+        return _uid_block(self.config.uid_base)
+
     def close(self) -> None:
-        """Remove this sandbox's cgroup directory (also attempted at garbage collection)."""
+        """Stop the fork servers and the worker threads and remove this sandbox's cgroup
+        directory (also done at garbage collection and at exit)."""
+        self._finalizer()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
         if self.cgroups is not None:
             self.cgroups.close()
 
@@ -547,15 +812,50 @@ class Sandbox:
             pass
 
     # -- internals ---------------------------------------------------------------------------
+    def _worker_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:  # long-lived threads: a fork server dies with the thread
+                # that started it (bubblewrap's --die-with-parent is a per-thread death signal)
+                self._pool = ThreadPoolExecutor(max_workers=self.config.num_workers,
+                                                thread_name_prefix="kwf-sandbox")
+            return self._pool
+
     def _probe(self) -> None:
-        if self._probed:
-            return
+        with self._probe_lock:  # concurrent first batches probe once
+            if not self._probed:
+                self._probe_locked()
+
+    def _probe_locked(self) -> None:
         if self.config.isolation == "bwrap":
-            result = self._execute(Job("print('ok')", timeout=10.0), slot=0)
-            if result.status != "passed" or result.stdout.strip() != "ok":
-                raise SandboxUnavailableError(self._unavailable_message(
-                    result.reason or result.stderr.strip()[-500:] or result.status))
+            probe = Job("print('ok')", timeout=10.0)
+            if self._use_zygote:  # in a worker thread and a slot, like every job
+                result = self._worker_pool().submit(self._run_in_slot, probe).result()
+                if result.status != "passed" or result.stdout.strip() != "ok":
+                    why = result.reason or result.stderr.strip()[-500:] or result.status
+                    if self.config.zygote:
+                        raise SandboxUnavailableError(f"the sandbox fork server failed: {why}")
+                    warnings.warn(f"kwaiformers sandbox: the fork server failed ({why}); "
+                                  f"running one bubblewrap sandbox per job (slower)",
+                                  RuntimeWarning, stacklevel=3)
+                    _close_zygotes(self._zygotes, os.getpid())
+                    self._use_zygote = False
+            if not self._use_zygote:
+                result = self._worker_pool().submit(self._run_in_slot, probe).result()
+                if result.status != "passed" or result.stdout.strip() != "ok":
+                    raise SandboxUnavailableError(self._unavailable_message(
+                        result.reason or result.stderr.strip()[-500:] or result.status))
         self._probed = True
+
+    def _after_fork(self) -> None:
+        """In a forked copy of the process that made this sandbox: own fork servers and worker
+        threads (the parent's belong to the parent; threads do not survive a fork)."""
+        if os.getpid() == self._owner:
+            return
+        self._owner = os.getpid()
+        self._zygotes = {}
+        self._finalizer = weakref.finalize(self, _close_zygotes, self._zygotes, self._owner)
+        self._pool, self._pool_lock, self._probe_lock = None, threading.Lock(), threading.Lock()
+        self._slots, self._slot_lock = list(range(self.config.num_workers)), threading.Lock()
 
     def _run_in_slot(self, job: Job) -> Result:
         with self._slot_lock:
@@ -613,6 +913,8 @@ class Sandbox:
                  "--perms", "01777", "--size", str(4 << 20), "--tmpfs", "/dev/shm",
                  "--perms", "0755", "--size", str(1 << 20), "--tmpfs", "/run",
                  "--perms", "01777", "--size", str(1 << 20), "--tmpfs", "/var/tmp"]
+        self._rebind = [r for r in roots if r != "/tmp" and any(
+            r.startswith(top + "/") for top in ("/tmp", "/var/tmp", "/run", "/dev/shm"))]
         tail: list[str] = []
         made: set[str] = {"/", "/usr", "/tmp", "/dev", "/proc", "/etc", "/run", "/var"}
         for root in sorted(r for r in roots if r not in ("/", "/usr", "/tmp")
@@ -637,7 +939,7 @@ class Sandbox:
         c = self.config
         drop_uid = None
         if c.isolation == "bwrap" and os.geteuid() == 0:
-            drop_uid = c.uid_base + self._uid_offset + slot
+            drop_uid = _next_uid(c.uid_base)
         return {
             "mode": c.isolation,
             "workdir": workdir,
@@ -657,10 +959,11 @@ class Sandbox:
     def _execute(self, job: Job, slot: int) -> Result:
         c = self.config
         timeout = job.timeout if job.timeout is not None else c.default_timeout
+        if self._use_zygote:
+            return self._execute_zygote(job, slot, timeout)
         cgroup = None
         if self.cgroups is not None:
-            limit = (c.memory_mb + job.extra_memory_mb + 32) * (1 << 20) + self._disk_bytes(job)
-            cgroup = self.cgroups.create(limit)
+            cgroup = self.cgroups.create(self._memory_limit(job))
         try:
             if c.isolation == "bwrap":
                 return self._execute_bwrap(job, slot, timeout, cgroup)
@@ -737,6 +1040,177 @@ class Sandbox:
         peak = self.cgroups.peak_mb(cgroup) if cgroup is not None else None  # type: ignore[union-attr]
         return self._classify(job, timeout, report, out, err, overflow, timed_out, elapsed,
                               oom, peak)
+
+    def _zygote_for(self, slot: int) -> _Zygote:
+        """The slot's fork server, started (again) when missing or dead."""
+        zygote = self._zygotes.get(slot)
+        if zygote is not None and zygote.alive():
+            return zygote
+        if zygote is not None:
+            zygote.kill()
+            del self._zygotes[slot]
+        c = self.config
+        control, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        control.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        spec = {"control_fd": child_end.fileno(), "preload": list(c.preload),
+                "rebind": self._rebind}
+        head, tail = self._bwrap_base
+        args = [*head, "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+                "--perms", "0755", "--size", str(1 << 20), "--tmpfs", _WORKDIR, *tail,
+                "--ro-bind", _ZYGOTE, _ZYGOTE_IN_SANDBOX, "--chdir", _WORKDIR, "--clearenv"]
+        for key, value in self._env(_WORKDIR).items():
+            args += ["--setenv", key, value]
+        args += ["--", os.path.abspath(c.python), "-I", "-S", "-B", _ZYGOTE_IN_SANDBOX,
+                 json.dumps(spec)]
+        try:
+            zygote = _Zygote(args, control, child_end, start_timeout=60.0)
+        except BaseException:
+            control.close()
+            child_end.close()
+            raise
+        try:
+            if self.cgroups is not None:  # its jobs are born in the slot's memory cgroup
+                zygote.cgroups, zygote.cgroup = self.cgroups, self.cgroups.create_slot()
+                self.cgroups.move(zygote.host_pid, zygote.cgroup)
+        except OSError:
+            zygote.kill()
+            raise
+        self._zygotes[slot] = zygote
+        return zygote
+
+    def _memory_limit(self, job: Job) -> int:
+        """Bytes for all processes of a job and its tmpfs together (memory cgroup limit)."""
+        c = self.config
+        return (c.memory_mb + job.extra_memory_mb + 32) * (1 << 20) + self._disk_bytes(job)
+
+    def _tmpfs_sizes(self, job: Job) -> dict[str, int]:
+        return {"/tmp": self._disk_bytes(job), "/var/tmp": 1 << 20, "/run": 1 << 20,
+                "/dev/shm": 4 << 20}
+
+    def _execute_zygote(self, job: Job, slot: int, timeout: float) -> Result:
+        """The job forked by the slot's fork server (see ``_zygote.py``); a fork server that
+        fails before the job started is replaced and the job sent again, once.
+
+        Memory: the fork server and its jobs share the slot's memory cgroup; before each job its
+        limit becomes the job's limit plus what the cgroup holds at that moment (the idle fork
+        server), the OOM counter and the peak are read relative to that start."""
+        c = self.config
+        stdin = job.stdin.encode() if isinstance(job.stdin, str) else job.stdin
+        files = {"main.py": job.program.encode(), **{
+            name: data.encode() if isinstance(data, str) else data
+            for name, data in job.files.items()}}
+        header = {"spec": self._spec(job, timeout, slot, _WORKDIR), "tmpfs": self._tmpfs_sizes(job),
+                  "files": [[name, len(data)] for name, data in files.items()],
+                  "trusted": job.trusted_program}
+        for attempt in range(2):
+            start = time.monotonic()
+            out_r = err_r = -1
+            zygote = None
+            try:
+                zygote = self._zygote_for(slot)
+                cgroup, base, ooms, peak_reset = zygote.cgroup, 0, 0, False
+                if cgroup is not None:
+                    cgroups = self.cgroups
+                    base = cgroups.usage(cgroup)  # type: ignore[union-attr]
+                    cgroups.set_limit(cgroup, base + self._memory_limit(job))  # type: ignore[union-attr]
+                    ooms = cgroups.oom_kills(cgroup)  # type: ignore[union-attr]
+                    peak_reset = cgroups.reset_peak(cgroup)  # type: ignore[union-attr]
+                stdin_fd = self._memfd("stdin", stdin)
+                out_r, out_w = os.pipe2(os.O_CLOEXEC)
+                err_r, err_w = os.pipe2(os.O_CLOEXEC)
+                try:
+                    zygote.send(header, (stdin_fd, out_w, err_w), list(files.values()))
+                finally:
+                    for fd in (stdin_fd, out_w, err_w):
+                        os.close(fd)
+                reply = zygote.recv(time.monotonic() + 60.0)
+                if not reply.get("forked"):
+                    raise ZygoteError(f"unexpected answer {reply!r}")
+            except (OSError, ZygoteError, ValueError) as exc:
+                for fd in (out_r, err_r):
+                    if fd >= 0:
+                        os.close(fd)
+                if zygote is not None:
+                    zygote.kill()
+                self._zygotes.pop(slot, None)
+                if attempt == 0:
+                    continue
+                return self._classify(job, timeout, {"setup_error": f"sandbox fork server: {exc}"},
+                                      "", "", False, False, time.monotonic() - start)
+            break
+        out, err, overflow, timed_out, report = self._collect_zygote(
+            zygote, out_r, err_r, start + timeout + c.startup_grace, slot)
+        elapsed = time.monotonic() - start
+        if report is None:
+            report = {}
+        oom, peak = False, None
+        if cgroup is not None:
+            cgroups = self.cgroups
+            oom = cgroups.oom_kills(cgroup) > ooms  # type: ignore[union-attr]
+            top = cgroups._peak(cgroup) if peak_reset else None  # type: ignore[union-attr]
+            peak = None if top is None else max(0, top - base) / (1 << 20)
+        return self._classify(job, timeout, report, out, err, overflow, timed_out, elapsed,
+                              oom, peak)
+
+    def _collect_zygote(self, zygote: _Zygote, out_r: int, err_r: int, deadline: float,
+                        slot: int):
+        """Capped stdout/stderr of a forked job and its report; past the deadline or the output
+        cap the fork server kills the job (all its processes: its pid namespace ends)."""
+        c = self.config
+        buffers = {out_r: bytearray(), err_r: bytearray()}
+        caps = {out_r: c.max_output_bytes, err_r: c.max_stderr_bytes}
+        open_fds = [out_r, err_r]
+        report = None
+        overflow = timed_out = kill_sent = False
+        hard_deadline = None
+        try:
+            while open_fds or report is None:
+                now = time.monotonic()
+                if (overflow or now >= deadline) and not kill_sent and report is None:
+                    timed_out = timed_out or not overflow
+                    zygote.send({"kill": True})
+                    kill_sent = True
+                if kill_sent or report is not None:
+                    if hard_deadline is None:
+                        hard_deadline = now + 10.0
+                    if now >= hard_deadline:
+                        if report is None:
+                            raise ZygoteError("the job did not end after being killed")
+                        break  # a descendant holds the pipes open past the end: stop reading
+                    limit = hard_deadline
+                else:
+                    limit = deadline
+                poller = select.poll()
+                for fd in open_fds:
+                    poller.register(fd, select.POLLIN)
+                if report is None:
+                    poller.register(zygote.sock, select.POLLIN)
+                wait_ms = max(1, int(min(limit - now, 0.5) * 1000))
+                for fd, _ in poller.poll(wait_ms):
+                    if fd == zygote.sock.fileno():
+                        message = zygote.recv(time.monotonic() + 10.0)
+                        report = message.get("done")
+                        if report is None:
+                            raise ZygoteError(f"unexpected answer {message!r}")
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        open_fds.remove(fd)
+                        continue
+                    buf = buffers[fd]
+                    room = caps[fd] - len(buf)
+                    if room > 0:
+                        buf.extend(chunk[:room])
+                    if len(chunk) > room and fd == out_r:
+                        overflow = True
+        except (OSError, ZygoteError, ValueError):
+            zygote.kill()  # the job dies with it (its processes have it as death signal)
+            self._zygotes.pop(slot, None)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+        decode = lambda b: bytes(b).decode("utf-8", errors="replace")  # noqa: E731
+        return decode(buffers[out_r]), decode(buffers[err_r]), overflow, timed_out, report
 
     def _execute_process(self, job: Job, slot: int, timeout: float, cgroup: str | None) -> Result:
         c = self.config
