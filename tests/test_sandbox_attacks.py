@@ -14,6 +14,7 @@ import textwrap
 import time
 
 import pytest
+from sandbox_testkit import processes_with, processes_with_uid_in
 
 from kwaiformers.sandbox import (
     CodeExecutionNotAllowedError,
@@ -24,33 +25,6 @@ from kwaiformers.sandbox import (
 )
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
-
-
-def _processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
-def _processes_with_uid_in(uids: range) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:") and int(line.split()[1]) in uids:
-                            found.append(int(entry))
-            except (OSError, ValueError):
-                continue
-    return found
 
 
 def _require_bwrap():
@@ -209,11 +183,11 @@ def test_attack_suite(sandbox, tmp_path, monkeypatch):
     # nothing survives: no detached sleeper, no process with a sandbox uid
     deadline = time.monotonic() + 5
     uids = sandbox.uid_range
-    while (_processes_with(marker) or _processes_with_uid_in(uids)) and \
+    while (processes_with(marker) or processes_with_uid_in(uids)) and \
             time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_with(marker) == []
-    assert _processes_with_uid_in(uids) == []
+    assert processes_with(marker) == []
+    assert processes_with_uid_in(uids) == []
     # the harness and the sandbox still work
     assert sandbox.run(Job("print(sum(range(10)))", expected_output="45")).status == "passed"
 
@@ -249,9 +223,9 @@ def test_process_mode_kills_leftovers(tmp_path):
     """)
     assert sb.run(Job(program, timeout=3)).stdout.strip() == "ok"
     deadline = time.monotonic() + 5
-    while _processes_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_with(marker) == []
+    assert processes_with(marker) == []
 
 
 # -- issue 16: host files, sockets, devices, IPC, siblings, memory per job ----------------------

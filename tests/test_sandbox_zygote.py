@@ -16,6 +16,7 @@ import textwrap
 import time
 
 import pytest
+from sandbox_testkit import processes_with, processes_with_uid_in
 
 from kwaiformers.sandbox import Job, Sandbox, SandboxConfig
 
@@ -43,19 +44,6 @@ def _require_root_bwrap():
             sb.close()
     if _PROBED[0]:
         pytest.skip(f"this machine cannot run the sandbox fork server: {_PROBED[0]}")
-
-
-def _pids_with(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if marker.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                continue
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +152,9 @@ def test_nothing_survives_into_the_next_job_of_the_same_fork_server(one_slot):
     assert "corrupted" in first.stdout and "atexit-of-job-1" in first.stdout
     # the daemon is gone on the host too (its pid namespace ended with the job)
     deadline = time.monotonic() + 5
-    while _pids_with(marker) and time.monotonic() < deadline:
+    while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _pids_with(marker) == []
+    assert processes_with(marker) == []
     second, third = (one_slot.run(Job(f"KEY = {key}\n" + _INSPECT, timeout=5)) for _ in range(2))
     assert _zygote_pid(one_slot) == zygote  # the same fork server served all three jobs
     for result in (second, third):
@@ -245,21 +233,7 @@ def test_a_job_cannot_reach_or_break_the_fork_server(one_slot):
     assert _zygote_pid(one_slot) == zygote  # survived all of it
     ok = one_slot.run(Job("print(sum(range(10)))", expected_output="45"))
     assert ok.status == "passed"
-    assert [p for p in _uid_processes(one_slot.uid_range)] == []
-
-
-def _uid_processes(uids: range) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    for line in f:
-                        if line.startswith("Uid:") and int(line.split()[1]) in uids:
-                            found.append(int(entry))
-            except (OSError, ValueError):
-                continue
-    return found
+    assert [p for p in processes_with_uid_in(one_slot.uid_range)] == []
 
 
 def test_fork_servers_die_with_their_process():
