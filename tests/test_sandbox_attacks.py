@@ -422,14 +422,17 @@ def _check_isolated_group(group, tests):
     from kwaiformers.evaluation.livecodebench import run_tests_batch
     from kwaiformers.rewards.code_reward import KlearCodeReward
 
-    sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=4))
-    for isolate in (True, False):
-        reward = KlearCodeReward(sandbox=sb, isolate_tests=isolate, timeout=4.0)
-        assert reward(completions=group, tests=[tests] * 4) == [1.0, -1.0, 1.0, -1.0], isolate
-    graded = run_tests_batch([(c, tests, None) for c in (_SLOW_CORRECT, _CHEAT) * 2],
-                             sandbox=sb, timeout=4.0)
-    assert [all(o.passed for o in g) for g in graded] == [True, False, True, False]
-    sb.close()
+    # both launchers: the fork server where it runs (zygote=None), and one bubblewrap per job
+    for zygote in (None, False):
+        sb = Sandbox(SandboxConfig(allow_code_execution=True, num_workers=4, zygote=zygote))
+        for isolate in (True, False):
+            reward = KlearCodeReward(sandbox=sb, isolate_tests=isolate, timeout=4.0)
+            got = reward(completions=group, tests=[tests] * 4)
+            assert got == [1.0, -1.0, 1.0, -1.0], (zygote, isolate, got)
+        graded = run_tests_batch([(c, tests, None) for c in (_SLOW_CORRECT, _CHEAT) * 2],
+                                 sandbox=sb, timeout=4.0)
+        assert [all(o.passed for o in g) for g in graded] == [True, False, True, False], zygote
+        sb.close()
 
 
 def test_memory_is_bounded_per_job_with_forked_children():
