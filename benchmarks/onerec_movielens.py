@@ -20,7 +20,8 @@ neighbours), ``sasrec`` (RecBole 1.2.1 ``SASRec``, CE loss, its default architec
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for its checkpoints, set here), ``onerec_v2`` / ``onerec_v1``
 (``trainers/configs/onerec_v2_ml100k.yaml`` through the library recipe ``train_recipe``) and
 ``onerec_v2_id`` / ``onerec_v1_id`` (the same model with ``item_id_buckets`` = one ID embedding per
-movie in the history pathways). Every neural model is early-stopped on its validation NDCG@10, each
+movie in the history pathways), ``onerec_v2_ctx`` (V2 with ``context_self_attention_layers: 1``).
+Every neural model is early-stopped on its validation NDCG@10, each
 family with its own epoch cap: SASRec by RecBole's own trainer (``--sasrec-epochs``, default 200,
 ``stopping_step`` 10 = RecBole's default; validation NDCG@10 unmasked, RecBole's full sort), OneRec
 by the recipe (``--onerec-epochs``, default the config's ``num_train_epochs``; validation NDCG@10
@@ -165,6 +166,8 @@ def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str,
                         "user_feature_embed_dim": m["embed_dim"]}
     if version.endswith("_id"):  # + a per-item ID embedding in the history pathways
         raw["model"]["item_id_buckets"] = int(data.index.item_ids.max()) + 1
+    if version.endswith("_ctx"):  # + one bidirectional self-attention layer over V2's context
+        raw["model"]["context_self_attention_layers"] = 1
     if quick:
         raw["training"].update(logging_steps=5, warmup_steps=2)
     t0 = time.perf_counter()
@@ -410,7 +413,8 @@ def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "recall@10": float(np.mean([r["recall@10"] for r in rows]))}
 
 
-MODELS = ("popularity", "item_knn", "sasrec", "onerec_v1", "onerec_v1_id", "onerec_v2", "onerec_v2_id")
+MODELS = ("popularity", "item_knn", "sasrec", "onerec_v1", "onerec_v1_id", "onerec_v2", "onerec_v2_id",
+          "onerec_v2_ctx")
 
 
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -433,6 +437,7 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
     print("\npaired bootstrap of NDCG@10 (seed-averaged per user), 95% interval:")
     for a, b in (("onerec_v2", "sasrec"), ("onerec_v2", "popularity"), ("onerec_v2", "item_knn"),
                  ("onerec_v2_id", "onerec_v2"), ("onerec_v2_id", "sasrec"),
+                 ("onerec_v2_ctx", "onerec_v2"), ("onerec_v2_ctx", "sasrec"),
                  ("onerec_v1", "sasrec"), ("onerec_v1_id", "onerec_v1"), ("onerec_v2", "onerec_v1"),
                  ("sasrec", "popularity")):
         for mask in ("masked", "unmasked"):
@@ -450,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="MovieLens folder (default: recbole's copy)")
     parser.add_argument("--config", default=os.path.join(ROOT, "trainers", "configs", "onerec_v2_ml100k.yaml"))
     parser.add_argument("--models", default="popularity,item_knn,sasrec,onerec_v2",
-                        help="comma list of " + ",".join(MODELS) + " (*_id: + per-item ID embedding)")
+                        help="comma list of " + ",".join(MODELS) + " (*_id: + per-item ID embedding; "
+                             "*_ctx: + one self-attention layer over V2's context)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 1 2 (quick: 0)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="one epoch cap for every neural model (overrides the two below)")

@@ -226,3 +226,59 @@ def test_recommend_with_the_library_semantic_id_index():
     ref = model.recommend(batch, num_items=5, beam_size=16, item_index=reference)
     assert torch.equal(ours.sids, ref.sids) and ours.legal.all()
     assert torch.equal(ours.item_ids, index.lookup(ours.sids.reshape(-1, 3)).view(3, 5))
+
+
+def test_context_self_attention_option():
+    """``context_self_attention_layers``: off by default (no weights; a position's K/V depends on
+    that position only, the paper's design); on, a position's K/V depends on the other kept
+    positions but never on padded ones; it trains, saves/reloads and beam-searches; bad sizes raise."""
+    batch = make_batch(batch_size=8)
+    short_mask = batch["short_mask"].bool()
+    counts = short_mask.sum(1)  # a row with left padding and >= 2 kept positions in the short history
+    b = int(torch.nonzero((counts >= 2) & (counts < short_mask.shape[1]))[0])
+    pad_pos, kept = int(torch.nonzero(~short_mask[b])[0]), torch.nonzero(short_mask[b])[:, 0]
+    first, other = int(kept[0]), int(kept[-1])
+
+    def with_codes(pos: int) -> dict[str, torch.Tensor]:
+        sids = batch["short_sids"].clone()
+        sids[b, pos] = (sids[b, pos] + 1) % torch.tensor(LEVELS)
+        return dict(batch, short_sids=sids)
+
+    def short_keys(model, inputs) -> torch.Tensor:  # K of the short history positions, [B, G, T, d]
+        kv, _ = model.encode_context(inputs)
+        start = model.config.num_user_tokens
+        return kv[0][0][:, :, start:start + inputs["short_sids"].shape[1]]
+
+    off = _model()
+    assert off.config.context_self_attention_layers == 0
+    assert not any("context_layers" in k for k in off.state_dict())
+    with torch.no_grad():
+        base, moved = short_keys(off, batch), short_keys(off, with_codes(other))
+    torch.testing.assert_close(moved[b, :, first], base[b, :, first])  # positions encoded independently
+
+    on = _model(context_self_attention_layers=2)
+    assert on.config.context_attention_heads == on.config.context_dim // on.config.head_dim
+    assert sum("context_layers" in k for k in on.state_dict()) > 0
+    with torch.no_grad():
+        base = short_keys(on, batch)
+        assert not torch.allclose(short_keys(on, with_codes(other))[b, :, first], base[b, :, first])
+        padded = short_keys(on, with_codes(pad_pos))  # a padded position is masked as a key
+        torch.testing.assert_close(padded[b, :, kept], base[b, :, kept])
+        torch.testing.assert_close(padded[b + 1:], base[b + 1:])
+    on.train()
+    loss = on(**batch).loss
+    loss.backward()
+    grads = [p.grad for n, p in on.named_parameters() if "context_layers" in n]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    on.eval()
+    again = save_and_reload(on)
+    assert again.config.context_self_attention_layers == 2
+    assert_state_dicts_equal(on, again)
+    index = random_index(num_items=12)
+    out = on.recommend(batch, num_items=3, beam_size=4, item_index=index)
+    assert out.item_ids.shape == (8, 3) and (out.item_ids >= 0).all()
+    with pytest.raises(ValueError, match="context_self_attention_layers"):
+        v2_config(context_self_attention_layers=-1)
+    with pytest.raises(ValueError, match="context_attention_heads"):
+        v2_config(context_self_attention_layers=1, context_attention_heads=3)

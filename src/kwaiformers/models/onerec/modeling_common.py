@@ -24,6 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput
 
@@ -221,6 +222,23 @@ class OneRecAttention(nn.Module):
             k, v = kv
         out = self._attend(q, k.to(q.dtype), v.to(q.dtype), attention_mask)
         return self.o_proj(out.reshape(b, q_len, self.num_heads * self.head_dim))
+
+
+class PreNormSelfAttentionLayer(GradientCheckpointingLayer):
+    """Pre-norm full (bidirectional) attention layer: ``z += SelfAttn(RMSNorm(z))``,
+    ``z += FFN(RMSNorm(z))``, with an additive key-padding ``attention_mask`` (:func:`padding_mask`).
+    V1's encoder layers and V2's optional context self-attention."""
+
+    def __init__(self, config, hidden_size: int, num_heads: int, head_dim: int, mlp: nn.Module) -> None:
+        super().__init__()
+        self.attn_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
+        self.self_attn = OneRecAttention(config, hidden_size, num_heads, head_dim)
+        self.ffn_norm = nn.RMSNorm(hidden_size, eps=config.rms_norm_eps)
+        self.mlp = mlp
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = hidden_states + self.self_attn(self.attn_norm(hidden_states), attention_mask=attention_mask)
+        return h + self.mlp(self.ffn_norm(h))
 
 
 class DenseBlock(nn.Module):

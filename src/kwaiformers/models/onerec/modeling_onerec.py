@@ -36,6 +36,7 @@ from .modeling_common import (
     ItemIdEmbedding,
     OneRecAttention,
     PathwayEmbedder,
+    PreNormSelfAttentionLayer,
     RecommendationOutput,
     SidEmbeddings,
     UserStaticEmbedder,
@@ -177,18 +178,11 @@ class OneRecFeatureEncoder(nn.Module):
         return z, torch.cat(keeps, 1)
 
 
-class OneRecEncoderLayer(GradientCheckpointingLayer):
+class OneRecEncoderLayer(PreNormSelfAttentionLayer):
     def __init__(self, config: OneRecConfig, layer_idx: int) -> None:
-        super().__init__()
-        d = config.hidden_size
-        self.attn_norm = nn.RMSNorm(d, eps=config.rms_norm_eps)
-        self.self_attn = OneRecAttention(config, d, config.num_attention_heads, config.head_dim)
-        self.ffn_norm = nn.RMSNorm(d, eps=config.rms_norm_eps)
-        self.mlp = _make_ffn(config, config.num_experts > 0 and config.moe_layers == "encoder_decoder")
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = hidden_states + self.self_attn(self.attn_norm(hidden_states), attention_mask=attention_mask)
-        return h + self.mlp(self.ffn_norm(h))
+        moe = config.num_experts > 0 and config.moe_layers == "encoder_decoder"
+        super().__init__(config, config.hidden_size, config.num_attention_heads, config.head_dim,
+                         _make_ffn(config, moe))
 
 
 class OneRecEncoder(nn.Module):

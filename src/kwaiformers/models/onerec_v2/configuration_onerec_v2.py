@@ -57,6 +57,13 @@ class OneRecV2Config(PretrainedConfig):
       concatenated with the SID embedding in the short and long pathways; needs
       ``short_item_ids``/``long_item_ids`` in the batch (the collator emits them). V2 otherwise
       sees a history item only through its codes.
+    * ``context_self_attention_layers`` (default 0 = the paper: every context position is encoded
+      independently by its pathway): that many pre-norm bidirectional self-attention layers
+      (:class:`~kwaiformers.models.onerec.modeling_common.PreNormSelfAttentionLayer`, SwiGLU FFN of
+      ``4 * d_context``) over the whole context at width ``d_context``, after the position
+      embeddings and before the K/V split, with padded positions masked as keys;
+      ``context_attention_heads`` defaults to ``d_context / head_dim``. The context is still
+      computed once per user, so the decoder stays lazy.
     * The dense FFN is SwiGLU with ``intermediate_size`` (default ``4 * hidden_size``).
     * Decoder input: per-position tables (BOS vector, then one table per level, V2 "embedding
       tables"). Output: position-specific RMSNorm + Linear heads.
@@ -84,6 +91,8 @@ class OneRecV2Config(PretrainedConfig):
         context_hidden_size: int | None = None,
         context_position_embeddings: bool = True,
         item_id_buckets: int = 0,
+        context_self_attention_layers: int = 0,
+        context_attention_heads: int | None = None,
         hidden_size: int = 1792,
         num_hidden_layers: int = 18,
         num_attention_heads: int = 14,
@@ -123,6 +132,7 @@ class OneRecV2Config(PretrainedConfig):
         self.context_hidden_size = context_hidden_size or hidden_size
         self.context_position_embeddings = context_position_embeddings
         self.item_id_buckets = item_id_buckets
+        self.context_self_attention_layers = context_self_attention_layers
         self.hidden_size = hidden_size
         self.num_hidden_layers = num_hidden_layers
         self.num_attention_heads = num_attention_heads
@@ -154,6 +164,16 @@ class OneRecV2Config(PretrainedConfig):
             raise ValueError(
                 f"num_attention_heads={num_attention_heads} must be a multiple of num_kv_groups="
                 f"{self.num_kv_groups} (GQA over G_kv groups)"
+            )
+        if not isinstance(context_self_attention_layers, int) or context_self_attention_layers < 0:
+            raise ValueError(
+                f"context_self_attention_layers must be an int >= 0, got {context_self_attention_layers!r}"
+            )
+        self.context_attention_heads = context_attention_heads or self.context_dim // self.head_dim
+        if self.context_attention_heads < 1 or self.context_dim % self.context_attention_heads:
+            raise ValueError(
+                f"context_attention_heads={context_attention_heads} must divide d_context={self.context_dim}"
+                " (S_kv * L_kv * G_kv * head_dim)"
             )
         kwargs.setdefault("bos_token_id", max(level_sizes))
         kwargs.setdefault("pad_token_id", max(level_sizes) + 1)

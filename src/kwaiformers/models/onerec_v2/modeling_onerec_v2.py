@@ -9,6 +9,8 @@
   ``W_q``/``W_o`` and GQA over ``G_kv`` groups, KV set ``l_kv = floor(l * L_kv / N_layer)``; then
   ``h += CausalSelfAttn(RMSNorm(h))``; then ``h += FFN(RMSNorm(h))`` (SwiGLU, or MoE after the first
   ``first_k_dense`` blocks).
+* Optional (``context_self_attention_layers``, off by default as in the paper): bidirectional
+  self-attention over the context before the K/V split.
 * Position-specific output RMSNorm + Linear per SID level; ``L_Gen`` is the mean over the ``L`` code
   positions (§2.2.2, "Loss").
 
@@ -34,6 +36,7 @@ from kwaiformers.models.onerec.modeling_common import (
     ItemIdEmbedding,
     OneRecAttention,
     PathwayEmbedder,
+    PreNormSelfAttentionLayer,
     RecommendationOutput,
     SidEmbeddings,
     UserStaticEmbedder,
@@ -102,6 +105,13 @@ class OneRecV2ContextProcessor(nn.Module):
         self.position_embeddings = (
             nn.Embedding(self.num_positions, d_ctx) if config.context_position_embeddings else None
         )
+        heads = config.context_attention_heads
+        self.context_layers = nn.ModuleList(
+            [
+                PreNormSelfAttentionLayer(config, d_ctx, heads, d_ctx // heads, SwiGLU(d_ctx, 4 * d_ctx))
+                for _ in range(config.context_self_attention_layers)
+            ]
+        )
         self.k_norms = nn.ModuleList(
             [nn.RMSNorm(chunk, eps=config.rms_norm_eps) for _ in range(config.num_kv_sets)]
         )
@@ -136,6 +146,10 @@ class OneRecV2ContextProcessor(nn.Module):
         if self.position_embeddings is not None:
             ctx = ctx + self.position_embeddings(torch.cat(positions))[None].to(ctx.dtype)
         keep = torch.cat(masks, 1)
+        if len(self.context_layers):  # a user with no kept position attends to all (no NaN rows)
+            mask = padding_mask(keep | ~keep.any(1, keepdim=True), ctx.dtype)
+            for layer in self.context_layers:
+                ctx = layer(ctx, attention_mask=mask)
         n = ctx.shape[1]
         chunks = ctx.view(b, n, cfg.num_kv_sets * cfg.kv_split, cfg.num_kv_groups * cfg.head_dim)
         kv = []
