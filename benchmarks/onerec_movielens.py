@@ -449,6 +449,40 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
     return headline
 
 
+def plot(results: list[dict[str, Any]], path: str) -> None:
+    """Two panels: each neural run's validation NDCG@10 per epoch (the metric its early stopping
+    watched: masked for OneRec, RecBole's unmasked for SASRec, so compare shapes across families,
+    not levels), and test NDCG@10 (masked) per seed with the seed mean for every model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in MODELS if any(r["model"] == m for r in results)]
+    colors = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(models)}
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for r in results:
+        curve = r.get("valid_curve") or []
+        if curve:
+            mask = "unmasked" if r["model"] == "sasrec" else "masked"
+            left.plot(range(1, len(curve) + 1), curve, marker=".", color=colors[r["model"]], alpha=0.8,
+                      label=f"{r['model']} ({mask})")
+    handles, labels = left.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    left.legend(uniq.values(), uniq.keys(), fontsize=8)
+    left.set(xlabel="epoch", ylabel="validation NDCG@10", title="validation curves (each model's early-stopping metric)")
+    for i, m in enumerate(models):
+        vals = [r["masked"]["ndcg@10"] for r in results if r["model"] == m]
+        right.scatter([i] * len(vals), vals, color=colors[m], s=18)
+        right.hlines(float(np.mean(vals)), i - 0.3, i + 0.3, color=colors[m])
+    right.set_xticks(range(len(models)), models, rotation=20, fontsize=8)
+    right.set(ylabel="test NDCG@10 (seen items masked)", title="test: seeds (dots) and mean (bar)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot: {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="60 users, 1 epoch, 1 seed (< 1 min)")
@@ -474,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.path.join(ROOT, "runs", "onerec_movielens"))
     parser.add_argument("--reeval-sasrec", action="store_true",
                         help="re-evaluate the saved SASRec checkpoints of the finished seeds (rewrites their rows)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="also write validation curves and per-seed test NDCG@10 to this PNG")
     parser.add_argument("--report-only", action="store_true",
                         help="print the table of the finished runs in OUT/results.jsonl, train nothing")
     args = parser.parse_args(argv)
@@ -508,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(path) as fh:
             results = [r for r in map(json.loads, filter(str.strip, fh)) if wanted(r)]
         headline = report(results)
+        if args.plot:
+            plot(results, args.plot)
         headline.update(users=len(results[0]["masked"]["users"]), seeds=len(seeds),
                         sasrec_epochs_cap=sasrec_cap, onerec_epochs_cap=onerec_cap, config=config_tag)
         print(json.dumps(headline))
@@ -571,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{res['unmasked']['ndcg@10']:.4f} ({time.perf_counter() - t1:.0f} s, "
               f"{res.get('epochs_run', 0):.0f} epochs)", flush=True)
     headline = report(results)
+    if args.plot:
+        plot(results, args.plot)
     if "sasrec" in models:
         print(f"SASRec config (RecBole 1.2.1): {json.dumps(SASREC_CONFIG)}")
     headline.update(users=len(data.splits["test"]), seeds=len(seeds), sasrec_epochs_cap=sasrec_cap,
