@@ -315,21 +315,25 @@ class _TimeBudgetSpent(Exception):
     """Raised by the epoch callback when the next SASRec epoch would overrun ``budget_s``."""
 
 
+def sasrec_checkpoint(out_dir: str, seed: int) -> str | None:
+    """The newest RecBole checkpoint of SASRec ``seed`` in ``OUT/sasrec_seed{seed}`` (``None``: none)."""
+    import glob
+
+    ckpts = sorted(glob.glob(os.path.join(out_dir, f"sasrec_seed{seed}", "*.pth")))
+    return ckpts[-1] if ckpts else None
+
+
 def sasrec_resume_row(rows: list[dict[str, Any]], seed: int, out_dir: str, epochs: int) -> dict[str, Any] | None:
     """The earlier SASRec row of ``seed`` that :func:`run_sasrec` can continue up to ``epochs``: one
     that stopped on its time budget or a smaller epoch cap (not by early stopping), whose best epoch
     is its last (RecBole keeps only the best checkpoint, so only then is it the end of training),
     and whose checkpoint is in ``OUT/sasrec_seed{seed}``. ``None`` when there is none."""
-    import glob
-
+    ckpt = sasrec_checkpoint(out_dir, seed)
     for r in reversed(rows):
-        if (r["model"] != "sasrec" or r["seed"] != seed or r.get("stopped_by") == "early_stopping"
-                or not r.get("valid_curve") or r.get("epochs_run", 0) >= epochs
-                or r.get("best_epoch") != len(r["valid_curve"])):
-            continue
-        ckpts = sorted(glob.glob(os.path.join(out_dir, f"sasrec_seed{seed}", "*.pth")))
-        if ckpts:
-            return dict(r, checkpoint=ckpts[-1])
+        if (ckpt is not None and r["model"] == "sasrec" and r["seed"] == seed
+                and r.get("stopped_by") != "early_stopping" and r.get("valid_curve")
+                and r.get("epochs_run", 0) < epochs and r.get("best_epoch") == len(r["valid_curve"])):
+            return dict(r, checkpoint=ckpt)
     return None
 
 
@@ -557,15 +561,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(data.splits['test'])} test users, {data.index.num_items} items, "
           f"{data.info['num_train_samples']} training samples ({time.perf_counter() - t0:.0f} s)")
     if args.reeval_sasrec:
-        import glob
-
         with open(path) as fh:
             rows = [json.loads(line) for line in fh if line.strip()]
         fixed = {}
         for r in rows:
-            ckpts = sorted(glob.glob(os.path.join(out, f"sasrec_seed{r['seed']}", "*.pth")))
-            if r["model"] == "sasrec" and r.get("epochs_cap") == sasrec_cap and ckpts:
-                fixed[r["seed"]] = reeval_sasrec(data, r["seed"], out, sasrec_cap, ckpts[-1])
+            ckpt = sasrec_checkpoint(out, r["seed"])
+            if r["model"] == "sasrec" and r.get("epochs_cap") == sasrec_cap and ckpt:
+                fixed[r["seed"]] = reeval_sasrec(data, r["seed"], out, sasrec_cap, ckpt)
                 print(f"sasrec seed {r['seed']} re-evaluated: NDCG@10 masked "
                       f"{fixed[r['seed']]['masked']['ndcg@10']:.4f} unmasked "
                       f"{fixed[r['seed']]['unmasked']['ndcg@10']:.4f}")
