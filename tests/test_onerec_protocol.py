@@ -27,16 +27,20 @@ def _log(spec) -> pd.DataFrame:
     return pd.DataFrame([{"user_id": u, "item_id": i, "timestamp": h * HOUR} for u, i, h in spec])
 
 
-# user 1: 0..5 at hours 0,1,2,2,3,4; user 2: 7, 8, 9; user 3: 4 then 5 and 6 tied at the end
+# user 1: 0..5 at hours 0,1,2,2,3,4; user 2: 6..9; user 3: 3, 4 then 5 and 6 tied at the end;
+# user 4: 10, 11 (two interactions: training only, as in RecBole)
 _SPEC = [(1, 0, 0), (1, 1, 1), (1, 2, 2), (1, 3, 2), (1, 4, 3), (1, 5, 4),
-         (2, 7, 5), (2, 8, 6), (2, 9, 7),
-         (3, 4, 1), (3, 5, 2), (3, 6, 2)]
+         (2, 6, 4), (2, 7, 5), (2, 8, 6), (2, 9, 7),
+         (3, 3, 0), (3, 4, 1), (3, 5, 2), (3, 6, 2),
+         (4, 10, 0), (4, 11, 1)]
 
 
 def test_leave_one_out_segments_known_answers():
-    seg = leave_one_out_segments([1, 1, 1, 1, 2, 2, 3])
-    assert seg.tolist() == [0, 0, 1, 2, 1, 2, 2]
-    assert leave_one_out_segments([1, 1, 1, 1, 1], holdout=2).tolist() == [0, 1, 1, 2, 2]
+    # RecBole's rule: hold out min(2 * holdout, n - 2) rows, test first, keep a training target
+    seg = leave_one_out_segments([1, 1, 1, 1, 2, 2, 2, 3, 3, 4])
+    assert seg.tolist() == [0, 0, 1, 2, 0, 0, 2, 0, 0, 0]
+    assert leave_one_out_segments([1, 1, 1, 1, 1], holdout=2).tolist() == [0, 0, 1, 2, 2]
+    assert leave_one_out_segments([1] * 6, holdout=2).tolist() == [0, 0, 1, 1, 2, 2]
     with pytest.raises(ValueError, match="holdout"):
         leave_one_out_segments([1], holdout=0)
     with pytest.raises(ValueError, match="sorted"):
@@ -46,8 +50,8 @@ def test_leave_one_out_segments_known_answers():
 @pytest.mark.parametrize("tie_order", ["simultaneous", "file"])
 def test_leave_one_out_split_and_tie_orders(tie_order):
     log = _log(_SPEC)
-    b = OneRecSampleBuilder(_index(), short_len=10, long_len=0, tie_order=tie_order)
-    splits = b.build_splits(log.sample(frac=1.0, random_state=1).sort_values("timestamp", kind="stable"),
+    b = OneRecSampleBuilder(_index(12), short_len=10, long_len=0, tie_order=tie_order)
+    splits = b.build_splits(log.sort_values("timestamp", kind="stable"),
                             split="leave_one_out")
     got = {name: {(s["user_id"], s["target_item_id"]): (s["short_item_ids"], s["history_length"])
                   for s in splits[name]} for name in splits}
@@ -55,15 +59,15 @@ def test_leave_one_out_split_and_tie_orders(tie_order):
     assert set(got["test"]) == {(1, 5), (2, 9), (3, 6)}
     assert set(got["validation"]) == {(1, 4), (2, 8), (3, 5)}
     assert got["test"][(1, 5)] == ([0, 1, 2, 3, 4], 5)
-    assert got["test"][(2, 9)] == ([7, 8], 2)
+    assert got["test"][(2, 9)] == ([6, 7, 8], 3)
     if tie_order == "file":  # RecBole: ties ordered by file position, each in the next's context
-        assert set(got["train"]) == {(1, 1), (1, 2), (1, 3)}
+        assert set(got["train"]) == {(1, 1), (1, 2), (1, 3), (2, 7), (3, 4), (4, 11)}
         assert got["train"][(1, 3)] == ([0, 1, 2], 3)
-        assert got["test"][(3, 6)] == ([4, 5], 2)
+        assert got["test"][(3, 6)] == ([3, 4, 5], 3)
     else:  # simultaneous: tied items share one context and never see each other
-        assert set(got["train"]) == {(1, 1), (1, 2), (1, 3)}
+        assert set(got["train"]) == {(1, 1), (1, 2), (1, 3), (2, 7), (3, 4), (4, 11)}
         assert got["train"][(1, 2)] == got["train"][(1, 3)] == ([0, 1], 2)
-        assert got["test"][(3, 6)] == ([4], 1) and got["validation"][(3, 5)] == ([4], 1)
+        assert got["test"][(3, 6)] == ([3, 4], 2) and got["validation"][(3, 5)] == ([3, 4], 2)
     # the streaming state machine agrees with the vectorised path under both tie orders
     rows = log.to_dict("records")
     vec, stream = b.build(log), b.build(rows)

@@ -8,7 +8,9 @@ made once, here:
    (:mod:`kwaiformers.data.loaders`), or a standard ``bundle`` passed in;
 2. **split** (``split``): ``"time_cut"`` (global time cuts, ``valid_fraction``/``test_fraction``)
    or ``"leave_one_out"`` (per user, the last ``holdout`` interactions are test targets and the
-   ``holdout`` before them validation targets); same-timestamp interactions follow ``tie_order``
+   ``holdout`` before them validation targets, with RecBole's rule for users with fewer than
+   ``2 * holdout + 2`` interactions: :func:`~kwaiformers.data.samples.leave_one_out_segments`);
+   same-timestamp interactions follow ``tie_order``
    (``"simultaneous"`` | ``"file"``, see :mod:`kwaiformers.data.samples`);
 3. **item embeddings, semantic IDs and index popularity are fitted on the training interactions
    only** (``fit_on="train"``; rows that are validation/test targets, and under ``time_cut`` every

@@ -91,8 +91,17 @@ def chronological_cut_times(timestamps: Any, valid_fraction: float = 0.1,
 
 
 def leave_one_out_segments(user_ids: Any, holdout: int = 1) -> np.ndarray:
-    """Per-row split of a log sorted by ``(user_id, time)``: the last ``holdout`` rows of each user
-    are ``2`` (test), the ``holdout`` before them ``1`` (validation), the rest ``0`` (train)."""
+    """Per-row split of a log sorted by ``(user_id, time)``: ``2`` (test), ``1`` (validation) or ``0``
+    (train), RecBole 1.2.1's ``LS: valid_and_test`` rule.
+
+    A user with ``n`` rows holds out ``min(2 * holdout, n - 2)`` of its last rows (none when
+    ``n <= 2``): the last ``holdout`` of those are test targets, the rest validation targets. The
+    first row can never be a target (it has no history) and at least one training target is kept,
+    so a user with 3 rows (``holdout=1``) gets a training and a test target but no validation
+    target, and users with 1-2 rows are training-only. RecBole applies this to its augmented
+    samples (one per row after the user's first); ``tests/test_onerec_recbole_split.py`` checks the
+    split against RecBole's own code on generated logs.
+    """
     if isinstance(holdout, bool) or not isinstance(holdout, int) or holdout < 1:
         raise ValueError(f"holdout must be a positive int, got {holdout!r}")
     user = np.asarray(user_ids, dtype=np.int64)
@@ -101,11 +110,12 @@ def leave_one_out_segments(user_ids: Any, holdout: int = 1) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     if n > 1 and (user[1:] < user[:-1]).any():
         raise ValueError("user_ids must be sorted (the log sorted by (user_id, time))")
-    last = np.ones(n, dtype=bool)
-    last[:-1] = user[1:] != user[:-1]
-    user_end = np.minimum.accumulate(np.where(last, np.arange(n), n)[::-1])[::-1]
-    from_end = user_end - np.arange(n)  # 0 for the user's last row
-    return np.where(from_end < holdout, 2, np.where(from_end < 2 * holdout, 1, 0)).astype(np.int64)
+    _, start, count = np.unique(user, return_index=True, return_counts=True)
+    rows = np.repeat(count, count)  # the user's number of rows, per row
+    from_end = np.repeat(start + count - 1, count) - np.arange(n)  # 0 for the user's last row
+    held = np.minimum(2 * holdout, np.maximum(rows - 2, 0))
+    test = np.minimum(holdout, held)
+    return np.where(from_end < test, 2, np.where(from_end < held, 1, 0)).astype(np.int64)
 
 
 TIE_ORDERS = ("simultaneous", "file")
