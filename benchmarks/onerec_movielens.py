@@ -16,9 +16,11 @@ Data: without ``--data-dir`` the ML-100K copy shipped in the ``recbole`` wheel (
 
 Models: ``popularity`` (RecBole ``Pop``: training-interaction counts), ``item_knn`` (cosine, 100
 neighbours), ``sasrec`` (RecBole 1.2.1 ``SASRec``, CE loss, its default architecture; needs
-``pip install recbole`` -- only for this benchmark; torch >= 2.6 needs
+``recbole==1.2.1``, in the test extra, where it is also the reference of the split's differential
+test; torch >= 2.6 needs
 ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` for its checkpoints, set here), ``onerec_v2`` / ``onerec_v1``
-(``trainers/configs/onerec_v2_ml100k.yaml`` through the library recipe ``train_recipe``) and
+(``trainers/configs/onerec_v2_ml100k.yaml``; V1 with the model section of ``onerec_v1_ml100k.yaml``,
+the rest identical; both through the library recipe ``train_recipe``) and
 ``onerec_v2_id`` / ``onerec_v1_id`` (the same model with ``item_id_buckets`` = one ID embedding per
 movie in the history pathways), ``onerec_v2_ctx`` (V2 with ``context_self_attention_layers: 1``).
 Every neural model is early-stopped on its validation NDCG@10, each
@@ -148,7 +150,10 @@ def eval_onerec(model, data, beam_size: int) -> dict[str, Any]:
 
 
 def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str, epochs: int | None,
-               quick: bool) -> dict[str, Any]:
+               quick: bool, v1_model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and evaluate one OneRec row with the library recipe: ``raw`` (the ``--config`` recipe)
+    as given for V2; for V1 its ``model`` section replaced by ``v1_model`` (``--v1-config``'s), so
+    the data, tokenizer, schedule and evaluation are the same for both."""
     from kwaiformers.trainers.onerec_pretrain import load_recipe, train_recipe
 
     raw = copy.deepcopy(raw)
@@ -156,14 +161,10 @@ def run_onerec(raw: dict[str, Any], data, version: str, seed: int, out_dir: str,
     raw["training"].update(seed=seed, output_dir=os.path.join(out_dir, f"{version}_seed{seed}"))
     if epochs is not None:
         raw["training"]["num_train_epochs"] = epochs
-    if version.startswith("onerec_v1"):  # same width; encoder-decoder with the V1 pathways
-        m = raw["model"]
-        raw["model"] = {"type": "onerec", "hidden_size": m["hidden_size"],
-                        "num_encoder_layers": 1, "num_decoder_layers": 1,
-                        "num_attention_heads": m["num_attention_heads"],
-                        "intermediate_size": m["intermediate_size"], "lifelong_seq_len": 0,
-                        "sid_embed_dim": m["embed_dim"], "feature_embed_dim": m["embed_dim"],
-                        "user_feature_embed_dim": m["embed_dim"]}
+    if version.startswith("onerec_v1"):  # encoder-decoder with the V1 pathways, same width
+        if v1_model is None:
+            raise ValueError("onerec_v1 rows need the V1 model section (--v1-config)")
+        raw["model"] = copy.deepcopy(v1_model)
     if version.endswith("_id"):  # + a per-item ID embedding in the history pathways
         raw["model"]["item_id_buckets"] = int(data.index.item_ids.max()) + 1
     if version.endswith("_ctx"):  # + one bidirectional self-attention layer over V2's context
@@ -492,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="60 users, 1 epoch, 1 seed (< 1 min)")
     parser.add_argument("--data-dir", default=None, help="MovieLens folder (default: recbole's copy)")
     parser.add_argument("--config", default=os.path.join(ROOT, "trainers", "configs", "onerec_v2_ml100k.yaml"))
+    parser.add_argument("--v1-config", default=os.path.join(ROOT, "trainers", "configs", "onerec_v1_ml100k.yaml"),
+                        help="recipe whose model section the onerec_v1 rows use (the rest comes from --config)")
     parser.add_argument("--models", default="popularity,item_knn,sasrec,onerec_v2",
                         help="comma list of " + ",".join(MODELS) + " (*_id: + per-item ID embedding; "
                              "*_ctx: + one self-attention layer over V2's context)")
@@ -601,7 +604,8 @@ def main(argv: list[str] | None = None) -> int:
             res = run_sasrec(data, seed, out, sasrec_cap, args.sasrec_budget_s, resume=prior)
             res["sasrec_config"] = SASREC_CONFIG
         else:
-            res = run_onerec(raw, data, model, seed, out, onerec_cap, args.quick)
+            res = run_onerec(raw, data, model, seed, out, onerec_cap, args.quick,
+                             v1_model=load_recipe_raw(args.v1_config)["model"])
             res["config"] = config_tag
         res.update(model=model, seed=seed, epochs_cap=cap(model))
         results.append(res)

@@ -122,3 +122,27 @@ def test_recipe_overrides_and_ml100k_config():
         apply_overrides(raw, ["seed=3"])
     with pytest.raises(ValueError, match="unknown eval key"):
         load_recipe(apply_overrides(raw, ["data.data_dir=x", "eval.exclude=1"]))
+
+
+def test_v1_and_v2_ml100k_recipes_differ_only_in_the_model():
+    """The MovieLens rows compare like with like: the V1 recipe is V2's with another ``model``
+    section, and that section builds an encoder-decoder V1 at V2's width."""
+    import yaml
+
+    from kwaiformers.data.pipeline import build_onerec_model
+    from kwaiformers.data.samples import OneRecFeatureSpec
+
+    root = os.path.join(os.path.dirname(__file__), "..", "trainers", "configs")
+    v1, v2 = (yaml.safe_load(open(os.path.join(root, f"onerec_{v}_ml100k.yaml"))) for v in ("v1", "v2"))
+    assert set(v1) == set(v2)
+    for section in set(v1) - {"model", "training"}:
+        assert v1[section] == v2[section], section
+    assert {k: v for k, v in v1["training"].items() if k != "output_dir"} == \
+        {k: v for k, v in v2["training"].items() if k != "output_dir"}
+    assert v1["model"]["type"] == "onerec" and v1["model"]["hidden_size"] == v2["model"]["hidden_size"]
+    spec = OneRecFeatureSpec(user_feature_names=["gender", "age"], user_feature_vocab_sizes=[3, 8],
+                             num_levels=3, level_sizes=[32, 32, 4], short_len=50, long_len=50,
+                             reward_history_len=64)
+    model = build_onerec_model(spec, v1["model"])
+    assert model.config.model_type == "onerec" and model.config.hidden_size == 64
+    assert load_recipe(dict(v1, data=dict(v1["data"], data_dir="ml-100k"))).model["type"] == "onerec"
