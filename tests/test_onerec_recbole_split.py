@@ -28,7 +28,9 @@ from hypothesis import strategies as st  # noqa: E402
 from kwaiformers.data.samples import OneRecSampleBuilder  # noqa: E402
 from kwaiformers.models.onerec.semantic_ids import SemanticIdIndex  # noqa: E402
 
-pytestmark = pytest.mark.usefixtures("single_torch_thread")
+# RecBole 1.2.1 under pandas 3 / numpy 2 warns on every call (chained assignment, __array_wrap__):
+# the reference's own noise, not ours
+pytestmark = [pytest.mark.usefixtures("single_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_ITEMS = 12
