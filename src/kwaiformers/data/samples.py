@@ -405,8 +405,9 @@ class OneRecSampleBuilder:
         ``split="time_cut"``: cut times are global (``chronological_cut_times``, or given): every
         training target is earlier than every validation target, which is earlier than every test
         target. ``split="leave_one_out"``: per user, the last ``holdout`` interactions (in the
-        ``tie_order``) are test targets and the ``holdout`` before them validation targets
-        (in-memory tables only). Either way contexts only ever hold interactions that precede
+        ``tie_order``) are test targets and the ``holdout`` before them validation targets, users
+        with few interactions following RecBole's rule (:func:`leave_one_out_segments`; in-memory
+        tables only). Either way contexts only ever hold interactions that precede
         their target (so validation/test contexts include the earlier interactions, as in serving).
         """
         from datasets import DatasetDict
