@@ -588,6 +588,8 @@ def main(argv: list[str] | None = None) -> int:
             done = [json.loads(line) for line in fh if line.strip()]
     results = [r for r in done if wanted(r)]
     have = {(r["model"], r["seed"]) for r in results}
+    v1_model = (load_recipe_raw(args.v1_config)["model"]
+                if any(m.startswith("onerec_v1") for m in models) else None)
     runs = [(m, 0) for m in models if m in ("popularity", "item_knn")]
     runs += [(m, s) for s in seeds for m in models if m not in ("popularity", "item_knn")]
     for model, seed in runs:  # seed-major, so that a partial run still pairs the models
@@ -604,8 +606,7 @@ def main(argv: list[str] | None = None) -> int:
             res = run_sasrec(data, seed, out, sasrec_cap, args.sasrec_budget_s, resume=prior)
             res["sasrec_config"] = SASREC_CONFIG
         else:
-            res = run_onerec(raw, data, model, seed, out, onerec_cap, args.quick,
-                             v1_model=load_recipe_raw(args.v1_config)["model"])
+            res = run_onerec(raw, data, model, seed, out, onerec_cap, args.quick, v1_model=v1_model)
             res["config"] = config_tag
         res.update(model=model, seed=seed, epochs_cap=cap(model))
         results.append(res)

@@ -15,7 +15,6 @@ import importlib.util
 import os
 from collections import Counter
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -123,4 +122,3 @@ def test_recbole_split_on_a_known_log(tmp_path):
     assert ref["validation"] == Counter({(1, 1, (0, 2)): 1})
     assert ref["test"] == Counter({(1, 3, (0, 2, 1)): 1, (2, 7, (5, 6)): 1})
     assert _our_splits(log) == ref
-    assert np.isfinite(log["timestamp"]).all()
